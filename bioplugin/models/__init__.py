@@ -1,0 +1,3 @@
+from .heads import BioClsHead
+
+__all__ = ['BioClsHead']

@@ -1,0 +1,3 @@
+from .bio_cls_head import BioClsHead
+
+__all__ = ['BioClsHead']

@@ -1,0 +1,52 @@
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from mmpretrain.models.heads import ClsHead
+from mmpretrain.registry import MODELS
+
+
+@MODELS.register_module()
+class BioClsHead(ClsHead):
+    """Two-layer classifier head of the bio_resnext recipe.
+
+    ``Dropout(0.3) → Linear(in, 512) → ReLU → BatchNorm1d(512) → Dropout(0.5) → Linear(512, C)``,
+    Linear layers Kaiming-normal (fan_out, relu) with zero bias. ``pre_logits`` returns the
+    512-d normalised feature. BatchNorm1d needs ``drop_last=True`` in the train dataloader::
+
+        model = dict(head=dict(
+            _delete_=True, type='BioClsHead', num_classes=100, in_channels=2048,
+            loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+            topk=(1, 5)))
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 hidden_channels: int = 512,
+                 dropout: Sequence[float] = (0.3, 0.5),
+                 init_cfg: Optional[dict] = dict(
+                     type='Kaiming', layer='Linear', mode='fan_out',
+                     nonlinearity='relu', distribution='normal', bias=0),
+                 **kwargs):
+        super().__init__(init_cfg=init_cfg, **kwargs)
+        if num_classes <= 0:
+            raise ValueError(f'num_classes={num_classes} must be a positive integer')
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.layers = nn.Sequential(
+            nn.Dropout(dropout[0]),
+            nn.Linear(in_channels, hidden_channels),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm1d(hidden_channels),
+            nn.Dropout(dropout[1]),
+            nn.Linear(hidden_channels, num_classes),
+        )
+
+    def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
+        """The 512-d feature after BatchNorm1d, from the last backbone stage."""
+        return self.layers[:4](feats[-1])
+
+    def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
+        return self.layers[4:](self.pre_logits(feats))

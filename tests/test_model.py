@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from torch import nn
+
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from conftest import RECIPE_CONFIG
+
+
+@pytest.fixture(scope='module')
+def recipe_model():
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    cfg.model.backbone.init_cfg = None  # no download: the structure is what is tested
+    return MODELS.build(cfg.model)
+
+
+def test_recipe_builds_resnext101_32x8d_with_the_seed_head(recipe_model):
+    backbone = recipe_model.backbone
+    assert type(backbone).__name__ == 'ResNeXt'
+    assert (backbone.depth, backbone.groups, backbone.width_per_group) == (101, 32, 8)
+
+    layers = list(recipe_model.head.layers)
+    assert [type(layer) for layer in layers] == [
+        nn.Dropout, nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout, nn.Linear]
+    assert layers[0].p == 0.3 and layers[4].p == 0.5
+    assert (layers[1].in_features, layers[1].out_features) == (2048, 512)
+    assert layers[3].num_features == 512
+    assert (layers[5].in_features, layers[5].out_features) == (512, 100)
+
+    backbone_params = sum(p.numel() for p in backbone.parameters())
+    head_params = sum(p.numel() for p in recipe_model.head.parameters())
+    assert round(backbone_params / 1e6, 2) == 86.74
+    assert head_params == 2048 * 512 + 512 + 2 * 512 + 512 * 100 + 100
+    assert backbone_params + head_params < 100e6
+
+
+def test_head_init_is_kaiming_normal_fan_out_with_zero_bias():
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='BioClsHead', num_classes=100, in_channels=2048))
+    head.init_weights()
+    for linear in (head.layers[1], head.layers[5]):
+        expected_std = math.sqrt(2.0 / linear.out_features)  # fan_out, relu gain
+        assert linear.weight.std().item() == pytest.approx(expected_std, rel=0.05)
+        assert torch.count_nonzero(linear.bias) == 0
+
+
+def test_head_pre_logits_is_the_512d_feature_and_forward_matches_the_layers():
+    head = MODELS.build(dict(type='BioClsHead', num_classes=7, in_channels=64)).eval()
+    feats = (torch.randn(5, 64), )
+    pre_logits = head.pre_logits(feats)
+    assert pre_logits.shape == (5, 512)
+    layers = head.layers
+    expected = layers[3](torch.relu(layers[1](feats[0])))  # dropouts are identity in eval
+    torch.testing.assert_close(pre_logits, expected)
+    torch.testing.assert_close(head(feats), layers[5](expected))
+
+
+def test_recipe_loss_is_cross_entropy_with_label_smoothing_0_1():
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    loss_module = MODELS.build(cfg.model.head.loss)
+    logits = torch.randn(8, 100)
+    labels = torch.randint(0, 100, (8, ))
+    expected = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    torch.testing.assert_close(loss_module(logits, labels), expected)
+
+
+def test_head_loss_trains_through_the_classifier():
+    head = MODELS.build(dict(type='BioClsHead', num_classes=3, in_channels=16,
+                             loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1,
+                                       mode='original')))
+    samples = [DataSample().set_gt_label(i % 3) for i in range(4)]
+    losses = head.loss((torch.randn(4, 16), ), samples)
+    losses['loss'].backward()
+    assert head.layers[1].weight.grad is not None
