@@ -1,0 +1,4 @@
+from .color_jitter import BioColorJitter
+from .random_affine import BioRandomAffine
+
+__all__ = ['BioColorJitter', 'BioRandomAffine']
