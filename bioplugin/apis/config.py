@@ -1,0 +1,92 @@
+"""Load a config and apply the command-line overrides every tool shares."""
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+
+from ..errors import ConfigError
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def load_config(config: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                data_root: Optional[str] = None) -> Config:
+    """Read ``config``, merge ``--cfg-options`` and apply the shared conventions.
+
+    - The top-level ``data_root`` (or ``data_root`` given here) is applied to every split.
+    - ``work_dir`` defaults to ``work_dirs/<config name>``.
+    - ``persistent_workers`` is switched off for loaders with ``num_workers=0``.
+    """
+    if not osp.isfile(config):
+        raise ConfigError(f'Config file {config!r} does not exist.')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        _check_override_keys(cfg, cfg_options)
+        cfg.merge_from_dict(cfg_options)
+    if data_root is not None:
+        cfg.data_root = data_root
+    apply_data_root(cfg)
+    fix_dataloader_workers(cfg)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def _check_override_keys(cfg: Config, cfg_options: dict) -> None:
+    """Refuse ``--cfg-options`` keys whose parent does not exist: usually a typo."""
+    tree = cfg.to_dict()
+    for key in cfg_options:
+        parts = key.split('.')
+        node = tree
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None and isinstance(node, (list, tuple)) and part.isdigit():
+                child = node[int(part)] if int(part) < len(node) else None
+            if not isinstance(child, (dict, list, tuple)):
+                raise ConfigError(
+                    f'--cfg-options key {key!r}: {".".join(parts[:depth + 1])!r} is not a '
+                    'section of this config; check the spelling.')
+            node = child
+
+
+def apply_data_root(cfg: Config) -> None:
+    """Make the top-level ``data_root`` the data root of the train, val and test datasets."""
+    data_root = cfg.get('data_root')
+    if data_root is None:
+        return
+    for name in DATALOADERS:
+        loader = cfg.get(name)
+        if loader and 'dataset' in loader and 'data_root' in loader.dataset:
+            loader.dataset.data_root = data_root
+
+
+def fix_dataloader_workers(cfg: Config) -> None:
+    """``persistent_workers`` needs worker processes; pinned memory only helps a GPU."""
+    for name in DATALOADERS:
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        if loader.get('num_workers', 0) == 0:
+            loader.persistent_workers = False
+        if torch.cuda.is_available():
+            loader.setdefault('pin_memory', True)
+
+
+def set_amp(cfg: Config) -> None:
+    """Mixed precision: float16 + loss scaling on CUDA, bfloat16 autocast on CPU."""
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    else:
+        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+    for name in ('val_cfg', 'test_cfg'):
+        if cfg.get(name) is not None:
+            cfg[name].fp16 = True
+
+
+def set_seed(cfg: Config, seed: Optional[int]) -> None:
+    if seed is not None:
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)

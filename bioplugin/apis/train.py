@@ -1,0 +1,95 @@
+"""Training entry points: ``tools/train.py`` is a thin CLI over these."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
+
+from mmpretrain.registry import DATASETS
+
+from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
+from ..errors import CheckpointError, ConfigError
+from .config import load_config, set_amp, set_seed
+
+
+def build_train_config(config: str,
+                       work_dir: Optional[str] = None,
+                       resume: Optional[str] = None,
+                       cfg_options: Optional[dict] = None,
+                       data_root: Optional[str] = None,
+                       amp: bool = False,
+                       seed: Optional[int] = None) -> Config:
+    """The training config with command-line choices applied.
+
+    ``resume='auto'`` continues from the latest checkpoint of ``work_dir``; a path continues
+    from that checkpoint.
+    """
+    cfg = load_config(config, cfg_options, work_dir, data_root)
+    if amp:
+        set_amp(cfg)
+    set_seed(cfg, seed)
+    if resume is not None:
+        cfg.resume = True
+        cfg.load_from = None if resume == 'auto' else resume
+    return cfg
+
+
+def check_resume_target(cfg: Config) -> None:
+    """Fail early when ``--resume`` has nothing to resume from."""
+    if not cfg.get('resume'):
+        return
+    if cfg.get('load_from'):
+        if not osp.isfile(cfg.load_from):
+            raise CheckpointError(f'Checkpoint {cfg.load_from!r} to resume from does not exist.')
+    elif find_latest_checkpoint(cfg.work_dir) is None:
+        raise CheckpointError(
+            f'Nothing to resume in {cfg.work_dir!r}: it has no last_checkpoint. Pass the '
+            '--work-dir of an earlier run, or run without --resume to start training.')
+
+
+def check_training_data(cfg: Config) -> None:
+    """Compare the training folder with the model before any weights are built.
+
+    The class count must match the head; the split must fill at least one batch; top-k
+    accuracies larger than the class count are dropped from the evaluators.
+    """
+    loader = cfg.train_dataloader
+    dataset = DATASETS.build(dict(loader.dataset, pipeline=[]))
+    classes = dataset.metainfo.get('classes') or ()
+    head = cfg.model.get('head', {})
+    if classes and head.get('num_classes') not in (None, len(classes)):
+        raise ConfigError(
+            f'The training data has {len(classes)} classes but the model head has '
+            f'{head.num_classes} outputs; set `--cfg-options model.head.num_classes='
+            f'{len(classes)}`.')
+    if loader.get('drop_last') and len(dataset) < loader.batch_size:
+        raise ConfigError(
+            f'The training split has {len(dataset)} images, fewer than one batch of '
+            f'{loader.batch_size}; lower `train_dataloader.batch_size`.')
+    for evaluator in _as_list(cfg.get('val_evaluator')) + _as_list(cfg.get('test_evaluator')):
+        if classes and evaluator.get('type') == 'Accuracy':
+            topk = evaluator.get('topk', (1, ))
+            topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+            evaluator.topk = tuple(k for k in topk if k <= len(classes)) or (1, )
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def train(cfg: Config) -> Runner:
+    """Check the inputs, build MMEngine's Runner from ``cfg`` and train. Returns the Runner."""
+    check_resume_target(cfg)
+    check_training_data(cfg)
+    if cfg.get('resume'):
+        # every weight comes from the checkpoint: skip the ImageNet initialisation
+        cfg.merge_from_dict({key: None for key, _ in iter_pretrained_init_cfgs(cfg.model, 'model')})
+    else:
+        resolve_pretrained_checkpoints(cfg.model)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.train()
+    return runner

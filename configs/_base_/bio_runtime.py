@@ -1,0 +1,22 @@
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['bioplugin'], allow_failed_imports=False)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20),
+    # keep the latest checkpoint for --resume and the best one by validation top-1; the epoch
+    # checkpoint is written after validation, so it holds the scheduler and early-stopping
+    # state of that epoch
+    checkpoint=dict(type='EpochEndCheckpointHook', interval=1, max_keep_ckpts=1,
+                    save_best='accuracy/top1', rule='greater'),
+)
+
+custom_hooks = [
+    # min_delta > 0: an epoch that only ties the best top-1 does not reset the patience
+    # (MMEngine counts a tie as an improvement when min_delta is 0)
+    dict(type='ResumableEarlyStoppingHook', monitor='accuracy/top1', rule='greater',
+         patience=10, min_delta=1e-4),
+    dict(type='ParameterCountHook', budget=100e6),
+]
+
+randomness = dict(seed=42, deterministic=False)

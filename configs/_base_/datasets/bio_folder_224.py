@@ -1,0 +1,67 @@
+# ImageNet-style specimen folder: <data_root>/train/<class>/, val/<class>/, test/ (unlabeled).
+# Class folders are ordered numerically when all names are integers (0, 1, 2, ..., 10).
+dataset_type = 'BioDataset'
+data_root = 'data/bio'
+
+# ImageNet statistics in RGB; images are loaded as BGR and converted by the preprocessor.
+mean_rgb = [123.675, 116.28, 103.53]
+std_rgb = [58.395, 57.12, 57.375]
+data_preprocessor = dict(mean=mean_rgb, std=std_rgb, to_rgb=True)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.7, 1.0)),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    # rotation ±20° (uniform) and translate 0.1 / scale 0.9-1.1 composed into one warp
+    dict(type='BioRandomAffine', max_rotate_degree=20, max_translate_ratio=0.1,
+         scaling_ratio_range=(0.9, 1.1)),
+    dict(type='BioColorJitter', brightness=0.15, contrast=0.15, saturation=0.15, hue=0.1),
+    # erase with the mean colour (BGR), i.e. value 0 after normalisation
+    dict(type='RandomErasing', erase_prob=0.2, min_area_ratio=0.02, max_area_ratio=0.1,
+         mode='const', fill_color=mean_rgb[::-1]),
+    dict(type='PackInputs'),
+]
+
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
+    # the head's BatchNorm1d cannot train on a last batch of one image
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train',
+                 pipeline=train_pipeline),
+)
+
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='val',
+                 classes_from='train', pipeline=test_pipeline),
+)
+val_evaluator = [
+    dict(type='Accuracy', topk=(1, 5)),
+    dict(type='SingleLabelMetric', average='macro'),
+]
+
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=2,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='test',
+                 classes_from='train', labeled=False, pipeline=test_pipeline),
+)
+test_evaluator = val_evaluator

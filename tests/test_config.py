@@ -1,0 +1,106 @@
+import pytest
+from mmengine.config import Config
+
+from bioplugin.apis import build_train_config, load_config
+from bioplugin.apis.train import check_training_data
+from bioplugin.errors import ConfigError
+
+from conftest import RECIPE_CONFIG, TINY_CONFIG, make_image_folder
+
+
+@pytest.fixture(scope='module')
+def recipe():
+    return Config.fromfile(RECIPE_CONFIG)
+
+
+def test_recipe_optimizer_schedule_and_stopping(recipe):
+    optimizer = recipe.optim_wrapper.optimizer
+    assert optimizer == dict(type='AdamW', lr=1e-3, weight_decay=1e-4)  # no inherited momentum
+    assert recipe.optim_wrapper.clip_grad == dict(max_norm=1.0)
+
+    scheduler = recipe.param_scheduler
+    assert scheduler.type == 'ReduceOnPlateauLR'
+    assert (scheduler.monitor, scheduler.rule) == ('accuracy/top1', 'greater')
+    assert (scheduler.factor, scheduler.patience) == (0.2, 3)
+    assert 'milestones' not in scheduler
+    assert scheduler.end >= 1_000_000  # survives resuming with a larger max_epochs
+
+    hooks = {hook['type']: hook for hook in recipe.custom_hooks}
+    stopping = hooks['ResumableEarlyStoppingHook']
+    assert (stopping['monitor'], stopping['rule'], stopping['patience']) == (
+        'accuracy/top1', 'greater', 10)
+    checkpoint = recipe.default_hooks.checkpoint
+    assert (checkpoint.save_best, checkpoint.rule) == ('accuracy/top1', 'greater')
+    assert hooks['ParameterCountHook']['budget'] == 100e6
+
+    assert recipe.train_dataloader.batch_size == 64
+    assert recipe.train_dataloader.drop_last is True
+    assert recipe.randomness.seed == 42
+    assert recipe.custom_imports.imports == ['bioplugin']
+
+
+def test_recipe_metrics_and_data_root(recipe):
+    assert recipe.val_evaluator == [dict(type='Accuracy', topk=(1, 5)),
+                                    dict(type='SingleLabelMetric', average='macro')]
+    assert recipe.data_root == 'data/bio'
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert recipe[name].dataset.data_root == 'data/bio'
+    assert recipe.val_dataloader.dataset.classes_from == 'train'
+    assert recipe.test_dataloader.dataset.labeled is False
+
+
+def test_data_root_override_reaches_every_split():
+    for cfg in (load_config(RECIPE_CONFIG, cfg_options={'data_root': '/x/specimens'}),
+                load_config(RECIPE_CONFIG, data_root='/x/specimens')):
+        assert [cfg[name].dataset.data_root for name in
+                ('train_dataloader', 'val_dataloader', 'test_dataloader')] == ['/x/specimens'] * 3
+
+
+def test_work_dir_defaults_to_the_config_name():
+    assert load_config(RECIPE_CONFIG).work_dir == 'work_dirs/bio_resnext'
+    assert load_config(RECIPE_CONFIG, work_dir='/tmp/run').work_dir == '/tmp/run'
+
+
+def test_unknown_cfg_options_section_is_refused():
+    with pytest.raises(ConfigError, match="'optim_wraper' is not a section"):
+        load_config(RECIPE_CONFIG, cfg_options={'optim_wraper.optimizer.lr': 0.1})
+    with pytest.raises(ConfigError, match="'model.backbone.init_cfgs' is not a section"):
+        load_config(RECIPE_CONFIG, cfg_options={'model.backbone.init_cfgs.checkpoint': 'x'})
+
+
+def test_zero_workers_switch_off_persistent_workers():
+    cfg = load_config(RECIPE_CONFIG, cfg_options={'train_dataloader.num_workers': 0})
+    assert cfg.train_dataloader.persistent_workers is False
+    assert cfg.val_dataloader.persistent_workers is True
+
+
+def test_resume_amp_and_seed_flags():
+    cfg = build_train_config(RECIPE_CONFIG, resume='auto', amp=True, seed=7)
+    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.optim_wrapper.type in ('AutocastOptimWrapper', 'AmpOptimWrapper')
+    assert cfg.val_cfg.fp16 is True
+    assert cfg.randomness.seed == 7
+    cfg = build_train_config(RECIPE_CONFIG, resume='work_dirs/x/epoch_3.pth')
+    assert cfg.resume is True and cfg.load_from == 'work_dirs/x/epoch_3.pth'
+
+
+def test_class_count_mismatch_names_the_fix(tmp_path):
+    root = make_image_folder(str(tmp_path), ['a', 'b', 'c', 'd'], per_class=2)
+    cfg = load_config(TINY_CONFIG, data_root=root)
+    with pytest.raises(ConfigError, match=r'4 classes .* 3 outputs.*model.head.num_classes=4'):
+        check_training_data(cfg)
+
+
+def test_too_few_images_for_one_batch_is_refused(tmp_path):
+    root = make_image_folder(str(tmp_path), ['a', 'b', 'c'], per_class=1)
+    cfg = load_config(TINY_CONFIG, data_root=root)
+    with pytest.raises(ConfigError, match='3 images, fewer than one batch of 4'):
+        check_training_data(cfg)
+
+
+def test_top5_is_dropped_when_there_are_fewer_classes(tmp_path):
+    root = make_image_folder(str(tmp_path), ['a', 'b', 'c'], per_class=2)
+    cfg = load_config(TINY_CONFIG, data_root=root)
+    check_training_data(cfg)
+    accuracy = [e for e in cfg.val_evaluator if e['type'] == 'Accuracy'][0]
+    assert tuple(accuracy['topk']) == (1, )
