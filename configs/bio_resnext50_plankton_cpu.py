@@ -28,9 +28,12 @@ test_pipeline = [
     dict(type='CenterCrop', crop_size=image_size),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(batch_size=16, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=16, dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(batch_size=16, dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(
+    batch_size=16, dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=16, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=16, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 
 train_cfg = dict(max_epochs=60)
 default_hooks = dict(logger=dict(interval=5))

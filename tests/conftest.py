@@ -16,7 +16,7 @@ RECIPE_CONFIG = osp.join(REPO, 'configs', 'bio_resnext.py')
 
 def class_colour(label: int) -> tuple:
     """A distinct BGR colour per class, so a tiny model can learn the classes."""
-    return tuple(int(c) for c in ((label * 83) % 256, (label * 151 + 60) % 256, (label * 47 + 120) % 256))
+    return ((label * 83) % 256, (label * 151 + 60) % 256, (label * 47 + 120) % 256)
 
 
 def write_image(path: str, label: int, size=(40, 48), seed: int = 0) -> str:

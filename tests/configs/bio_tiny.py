@@ -27,9 +27,10 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
-train_dataloader = dict(**loader, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(**loader, dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(**loader, dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(**loader, dataset=dict(data_root=data_root,
+                                               pipeline=train_pipeline))
+val_dataloader = dict(**loader, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = dict(**loader, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 
 train_cfg = dict(max_epochs=2)
 default_hooks = dict(logger=dict(interval=1))
