@@ -49,7 +49,8 @@ def test_two_epochs_train_validate_and_keep_the_best_checkpoint(trained):
     assert _epochs_trained(log) == [1, 2]
     assert len(re.findall(r'Epoch\(val\) \[\d+\]\[\d+/\d+\]\s+accuracy/top1', log)) == 2
     assert 'Model parameters: 0.18 M total' in log
-    assert glob.glob(osp.join(trained['work_dir'], 'best_accuracy_top1_epoch_*.pth'))
+    assert len(glob.glob(osp.join(trained['work_dir'], 'best_accuracy_top1_epoch_*.pth'))) == 1
+    assert re.search(r'Best checkpoint: \S+best_accuracy_top1_epoch_\d\.pth \(val top-1', log)
     assert trained['epoch2']['meta']['dataset_meta']['classes'] == ('0', '1', '2')
 
 
@@ -131,6 +132,16 @@ def test_early_stopping_state_round_trips_through_a_checkpoint():
     untouched = ResumableEarlyStoppingHook(monitor='accuracy/top1', rule='greater', patience=10)
     untouched.after_load_checkpoint(_LoadFromOnly, checkpoint)
     assert untouched.wait_count == 0  # load_from initialises weights, not the run's state
+
+
+def test_amp_trains_and_validates_in_bfloat16_on_cpu(tmp_path, tiny_data):
+    result = run_tool(TRAIN, TINY_CONFIG, '--data-root', tiny_data, '--work-dir', str(tmp_path),
+                      '--amp', '--cfg-options', 'train_cfg.max_epochs=1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    dumped = open(osp.join(tmp_path, 'bio_tiny.py')).read()
+    expected = 'AmpOptimWrapper' if torch.cuda.is_available() else 'AutocastOptimWrapper'
+    assert f"type='{expected}'" in dumped
+    assert 'accuracy/top1' in result.stdout + result.stderr
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, tiny_data):

@@ -37,10 +37,14 @@ def main(argv=None) -> int:
         cfg = build_train_config(args.config, work_dir=args.work_dir, resume=args.resume,
                                  cfg_options=args.cfg_options, data_root=args.data_root,
                                  amp=args.amp, seed=args.seed)
-        train(cfg)
+        runner = train(cfg)
     except bioplugin.BioPluginError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    best = runner.message_hub.get_info('best_ckpt')
+    if best:
+        score = runner.message_hub.get_info('best_score')
+        print(f'Best checkpoint: {best} (val top-1 {score:.2f}%)')
     print(f'Checkpoints and logs are in {cfg.work_dir}')
     return 0
 
