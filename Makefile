@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PLANKTON := data/plankton
-DEMO_CONFIG ?= configs/bio_resnext_plankton_cpu.py
+DEMO_CONFIG ?= configs/bio_resnext50_plankton_cpu.py
 DEMO_WORK_DIR ?= work_dirs/demo_plankton
 
 .PHONY: install data demo test clean

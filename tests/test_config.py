@@ -56,6 +56,13 @@ def test_data_root_override_reaches_every_split():
                 ('train_dataloader', 'val_dataloader', 'test_dataloader')] == ['/x/specimens'] * 3
 
 
+def test_a_per_split_data_root_override_wins():
+    cfg = load_config(RECIPE_CONFIG, data_root='/x/specimens',
+                      cfg_options={'test_dataloader.dataset.data_root': '/y/field-photos'})
+    assert cfg.train_dataloader.dataset.data_root == '/x/specimens'
+    assert cfg.test_dataloader.dataset.data_root == '/y/field-photos'
+
+
 def test_work_dir_defaults_to_the_config_name():
     assert load_config(RECIPE_CONFIG).work_dir == 'work_dirs/bio_resnext'
     assert load_config(RECIPE_CONFIG, work_dir='/tmp/run').work_dir == '/tmp/run'

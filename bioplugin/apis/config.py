@@ -16,19 +16,22 @@ def load_config(config: str,
                 data_root: Optional[str] = None) -> Config:
     """Read ``config``, merge ``--cfg-options`` and apply the shared conventions.
 
-    - The top-level ``data_root`` (or ``data_root`` given here) is applied to every split.
+    - The top-level ``data_root`` (or ``data_root`` given here) is applied to every split;
+      a split's own ``data_root`` in ``cfg_options`` still wins.
     - ``work_dir`` defaults to ``work_dirs/<config name>``.
     - ``persistent_workers`` is switched off for loaders with ``num_workers=0``.
     """
     if not osp.isfile(config):
         raise ConfigError(f'Config file {config!r} does not exist.')
     cfg = Config.fromfile(config)
-    if cfg_options:
-        _check_override_keys(cfg, cfg_options)
-        cfg.merge_from_dict(cfg_options)
+    cfg_options = dict(cfg_options or {})
+    _check_override_keys(cfg, cfg_options)
     if data_root is not None:
-        cfg.data_root = data_root
+        cfg_options['data_root'] = data_root
+    if 'data_root' in cfg_options:
+        cfg.data_root = cfg_options['data_root']
     apply_data_root(cfg)
+    cfg.merge_from_dict(cfg_options)  # a per-split data_root given here wins
     fix_dataloader_workers(cfg)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(config))[0])
