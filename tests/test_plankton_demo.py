@@ -2,9 +2,12 @@
 import csv
 import os
 import os.path as osp
+import re
 
 import pytest
 
+from bioplugin.apis import load_config
+from bioplugin.apis.train import check_training_data
 from bioplugin.datasets import BioDataset
 from bioplugin.datasets.plankton_demo import SPLIT_SIZES, fetch_plankton_demo
 
@@ -43,3 +46,11 @@ def test_a_tiny_model_trains_on_the_real_images(plankton, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert osp.isfile(osp.join(tmp_path, 'epoch_1.pth'))
     assert 'accuracy/top1' in result.stdout + result.stderr
+
+
+def test_make_demo_config_fits_the_plankton_set(plankton):
+    makefile = open(osp.join(REPO, 'Makefile')).read()
+    demo_config = re.search(r'^DEMO_CONFIG \?= (\S+)', makefile, re.M).group(1)
+    cfg = load_config(osp.join(REPO, demo_config), data_root=plankton)
+    assert cfg.model.head.num_classes == len(CLASSES)
+    check_training_data(cfg)  # raises on a class-count or batch-size mismatch
