@@ -35,6 +35,18 @@ def is_image_file(name: str, extensions: Sequence[str] = IMG_EXTENSIONS) -> bool
     return not name.startswith('.') and name.lower().endswith(tuple(extensions))
 
 
+def scan_images(folder: str, recursive: bool = False,
+                extensions: Sequence[str] = IMG_EXTENSIONS) -> List[str]:
+    """Image paths under ``folder`` in natural order of their relative paths."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith('.')]
+        found.extend(osp.join(root, name) for name in files if is_image_file(name, extensions))
+        if not recursive:
+            break
+    return sorted(found, key=lambda path: natural_key(osp.relpath(path, folder)))
+
+
 @DATASETS.register_module()
 class BioDataset(BaseDataset):
     """An ImageNet-style folder of specimen photos: ``<data_root>/<split>/<class>/<image>``.
@@ -131,7 +143,7 @@ class BioDataset(BaseDataset):
 
         data_list = []
         for label, name in enumerate(classes):
-            images = self._scan_images(osp.join(folder, name), recursive=True)
+            images = scan_images(osp.join(folder, name), True, self.extensions)
             if not images:
                 raise DatasetError(
                     f'Class folder {osp.join(folder, name)!r} contains no images '
@@ -140,7 +152,7 @@ class BioDataset(BaseDataset):
         return data_list
 
     def _load_unlabeled(self, folder: str) -> List[dict]:
-        images = self._scan_images(folder, recursive=False)
+        images = scan_images(folder, False, self.extensions)
         if not images:
             has_subfolders = any(entry.is_dir() for entry in os.scandir(folder))
             hint = (' It has sub-folders: for class folders use `labeled=True`.'
@@ -148,17 +160,6 @@ class BioDataset(BaseDataset):
             raise DatasetError(
                 f'{folder!r} contains no images ({", ".join(self.extensions)}).{hint}')
         return [dict(img_path=path) for path in images]
-
-    def _scan_images(self, folder: str, recursive: bool) -> List[str]:
-        """Image paths under ``folder`` in natural order of their relative paths."""
-        found = []
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = [d for d in dirs if not d.startswith('.')]
-            found.extend(osp.join(root, name) for name in files
-                         if is_image_file(name, self.extensions))
-            if not recursive:
-                break
-        return sorted(found, key=lambda path: natural_key(osp.relpath(path, folder)))
 
     def extra_repr(self) -> List[str]:
         return [f'Image folder: \t{self.img_prefix}',
