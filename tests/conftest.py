@@ -37,6 +37,7 @@ def make_image_folder(root: str, class_names, per_class: int = 4, val_per_class:
             for i in range(count):
                 write_image(osp.join(root, split, name, f'img_{i}{ext}'), label,
                             size=(36 + 4 * (i % 3), 44), seed=(split_index, label, i))
+    os.makedirs(osp.join(root, 'test'), exist_ok=True)
     for i in range(test_images):
         write_image(osp.join(root, 'test', f'test_{i}{ext}'), i % len(class_names), seed=i)
     return root

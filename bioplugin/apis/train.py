@@ -11,6 +11,7 @@ from mmpretrain.registry import DATASETS
 
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
+from ..evaluation import fit_topk
 from .config import load_config, set_amp, set_seed
 
 
@@ -68,11 +69,9 @@ def check_training_data(cfg: Config) -> None:
         raise ConfigError(
             f'The training split has {len(dataset)} images, fewer than one batch of '
             f'{loader.batch_size}; lower `train_dataloader.batch_size`.')
-    for evaluator in _as_list(cfg.get('val_evaluator')) + _as_list(cfg.get('test_evaluator')):
-        if classes and evaluator.get('type') == 'Accuracy':
-            topk = evaluator.get('topk', (1, ))
-            topk = (topk, ) if isinstance(topk, int) else tuple(topk)
-            evaluator.topk = tuple(k for k in topk if k <= len(classes)) or (1, )
+    if classes:
+        fit_topk(_as_list(cfg.get('val_evaluator')) + _as_list(cfg.get('test_evaluator')),
+                 len(classes))
 
 
 def _as_list(value) -> list:

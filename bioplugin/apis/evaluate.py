@@ -1,0 +1,76 @@
+"""Evaluate a checkpoint on a labeled split, or write the prediction CSV of a split.
+
+``tools/test.py`` is a thin CLI over :func:`evaluate_split` and :func:`predict_split`.
+"""
+import os.path as osp
+from typing import Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from mmpretrain.registry import DATASETS
+
+from ..errors import ConfigError
+from ..evaluation import (compute_metrics, image_names, prediction_frame, read_class_names,
+                          write_csv_atomic)
+from .inference import BioClassifier
+
+SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
+
+
+def split_dataset(classifier: BioClassifier, split: str):
+    """The images of a split (no pipeline), labeled with the checkpoint's classes.
+
+    A labeled split must have exactly those class folders; an unlabeled one needs no
+    training folder next to it.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f'Unknown split {split!r}; choose one of {", ".join(SPLITS)}.')
+    dataset_cfg = dict(classifier.cfg[SPLITS[split]].dataset, pipeline=[],
+                       classes=list(classifier.classes))
+    dataset_cfg.pop('classes_from', None)
+    return DATASETS.build(dataset_cfg)
+
+
+def _image_paths(dataset) -> list:
+    return [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+
+
+def evaluate_split(classifier: BioClassifier, split: str = 'val', batch_size: int = 32,
+                   num_workers: int = 0, progress: bool = True) -> Tuple[dict, pd.DataFrame]:
+    """Metrics of the config's ``val_evaluator`` on a labeled split, and the per-image table
+    (``image_name`` = path inside the split, ``pred_label``, ``score``, ``gt_label``)."""
+    dataset = split_dataset(classifier, split)
+    if not getattr(dataset, 'labeled', True) or 'gt_label' not in dataset.get_data_info(0):
+        raise ConfigError(f'The {split} split has no labels to evaluate against; write its '
+                          'predictions with --csv instead.')
+    paths = _image_paths(dataset)
+    gt_labels = np.asarray(dataset.get_gt_labels())
+    scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
+    metrics = compute_metrics(scores, gt_labels, classifier.cfg.val_evaluator, classifier.classes)
+    relative_paths = [osp.relpath(path, dataset.img_prefix) for path in paths]
+    frame = prediction_frame(relative_paths, scores, classifier.classes)
+    frame['gt_label'] = np.asarray(classifier.classes, dtype=object)[gt_labels]
+    return metrics, frame
+
+
+def predict_split(classifier: BioClassifier, split: str = 'test',
+                  csv_path: Optional[str] = None, topk: int = 1,
+                  class_names: Optional[str] = None, include_index: bool = False,
+                  full_name: bool = False, batch_size: int = 32, num_workers: int = 0,
+                  progress: bool = True) -> pd.DataFrame:
+    """One prediction row per image of ``split``, written to ``csv_path`` when given.
+
+    ``image_name`` is the file stem (``full_name``: with extension), ``pred_label`` the class
+    folder name; rows follow the dataset's natural file order.
+    """
+    dataset = split_dataset(classifier, split)
+    paths = _image_paths(dataset)
+    names = image_names(paths, full_name=full_name)  # refuses two files with one name
+    mapping = read_class_names(class_names, classifier.classes) if class_names else None
+    scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
+    frame = prediction_frame(names, scores, classifier.classes, topk=topk,
+                             class_names=mapping, include_index=include_index)
+    if csv_path:
+        write_csv_atomic(frame, csv_path)
+    return frame

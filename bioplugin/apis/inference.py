@@ -1,0 +1,178 @@
+"""Predict with a trained classifier: image files, folders or numpy arrays in, a table out."""
+import copy
+import os.path as osp
+from typing import List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from mmcv.transforms import Compose
+from mmengine.config import Config
+from mmengine.dataset import default_collate
+from mmengine.registry import init_default_scope
+from mmengine.utils import ProgressBar
+from torch.utils.data import DataLoader, Dataset
+
+from mmpretrain.datasets import remove_transform
+from mmpretrain.registry import DATASETS, MODELS, TRANSFORMS
+
+from ..datasets.bio_dataset import scan_images
+from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_checkpoint,
+                                    resolve_checkpoint)
+from ..errors import ConfigError, DatasetError
+from ..evaluation.prediction_table import image_names, prediction_frame
+from .config import load_config
+
+ImageInput = Union[str, np.ndarray]
+
+
+def default_device() -> str:
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def tta_pipeline(cfg: Config) -> list:
+    """The config's ``tta_pipeline``, or the test pipeline seen as is and mirrored."""
+    if cfg.get('tta_pipeline'):
+        return copy.deepcopy(cfg.tta_pipeline)
+    test_pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+    pack = test_pipeline.pop()
+    return test_pipeline + [dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='RandomFlip', prob=0.),
+                     dict(type='RandomFlip', prob=1., direction='horizontal')],
+                    [pack]])]
+
+
+class _ImageList(Dataset):
+    """Image paths and arrays through the test pipeline, for a DataLoader."""
+
+    def __init__(self, images: Sequence[ImageInput], pipeline_cfg: list):
+        self.images = images
+        self.file_pipeline = Compose([TRANSFORMS.build(t) for t in pipeline_cfg])
+        self.array_pipeline = Compose(
+            [TRANSFORMS.build(t) for t in remove_transform(pipeline_cfg, 'LoadImageFromFile')])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        image = self.images[index]
+        if isinstance(image, str):
+            return self.file_pipeline(dict(img_path=image))
+        image = as_bgr_uint8(image)
+        return self.array_pipeline(dict(img=image, img_shape=image.shape[:2],
+                                        ori_shape=image.shape[:2]))
+
+
+def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """A 3-channel uint8 image from a grayscale, BGR or BGRA array (OpenCV channel order)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise DatasetError(f'Image arrays must be uint8, got {image.dtype}.')
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise DatasetError(f'Cannot read an image array of shape {image.shape}.')
+
+
+def list_images(folder: str) -> List[str]:
+    """The image files directly in ``folder``, in natural order."""
+    if not osp.isdir(folder):
+        raise DatasetError(f'Image folder {folder!r} does not exist.')
+    images = scan_images(folder)
+    if not images:
+        raise DatasetError(f'Image folder {folder!r} contains no images.')
+    return images
+
+
+class BioClassifier:
+    """A trained classifier, loaded once from a config and a checkpoint::
+
+        from bioplugin.apis import BioClassifier
+        classifier = BioClassifier('configs/bio_resnext.py', 'work_dirs/bio_resnext/best.pth')
+        table = classifier.predict('data/bio/test', topk=3)   # folder, paths or arrays
+        print(table.head())
+
+    ``checkpoint`` may be a work dir: its best checkpoint is used. ``tta=True`` averages the
+    class probabilities over the config's ``tta_pipeline`` views (by default the image and its
+    horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``.
+    """
+
+    def __init__(self,
+                 config: Union[str, Config],
+                 checkpoint: str,
+                 device: Optional[str] = None,
+                 tta: bool = False,
+                 cfg_options: Optional[dict] = None):
+        self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
+        # nested transforms (TestTimeAug) are built from the default scope's registry
+        init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
+        self.device = torch.device(device or default_device())
+        self.checkpoint_path = checkpoint = resolve_checkpoint(checkpoint)
+        self.tta = tta
+        model_cfg = dict(self.cfg.model)
+        # the Runner merges the top-level data_preprocessor (normalisation) the same way
+        model_cfg.setdefault('data_preprocessor', self.cfg.get('data_preprocessor'))
+        model = MODELS.build(model_cfg)
+        state = read_checkpoint(checkpoint)
+        load_weights(model, state, checkpoint)
+        self.classes = checkpoint_classes(state) or self._config_classes()
+        if len(self.classes) != self.cfg.model.head.num_classes:
+            raise ConfigError(
+                f'{checkpoint!r} names {len(self.classes)} classes but its head has '
+                f'{self.cfg.model.head.num_classes} outputs.')
+        if tta:
+            tta_cfg = dict(self.cfg.get('tta_model') or dict(type='AverageClsScoreTTA'))
+            model = MODELS.build(dict(tta_cfg, module=model))
+        self.model = model.to(self.device).eval()
+        self.pipeline_cfg = tta_pipeline(self.cfg) if tta else copy.deepcopy(
+            self.cfg.test_dataloader.dataset.pipeline)
+
+    def _config_classes(self) -> tuple:
+        dataset = DATASETS.build(dict(self.cfg.train_dataloader.dataset, pipeline=[]))
+        return tuple(dataset.metainfo['classes'])
+
+    @torch.no_grad()
+    def predict_scores(self, images: Sequence[ImageInput], batch_size: int = 32,
+                       num_workers: int = 0, progress: bool = False) -> np.ndarray:
+        """Class probabilities, ``(len(images), len(classes))``, in input order."""
+        loader = DataLoader(_ImageList(images, self.pipeline_cfg), batch_size=batch_size,
+                            num_workers=num_workers, collate_fn=default_collate,
+                            pin_memory=self.device.type == 'cuda')
+        bar = ProgressBar(len(images)) if progress else None
+        scores = []
+        for batch in loader:
+            samples = self.model.test_step(batch)
+            scores.append(torch.stack([s.pred_score for s in samples]).float().cpu())
+            if bar:
+                bar.update(len(samples))
+        if bar:
+            print()
+        return torch.cat(scores).numpy() if scores else np.zeros((0, len(self.classes)))
+
+    def predict(self, inputs: Union[ImageInput, Sequence[ImageInput]], topk: int = 1,
+                batch_size: int = 32, num_workers: int = 0, progress: bool = False,
+                class_names: Optional[dict] = None) -> pd.DataFrame:
+        """Predict a folder, an image path, an array, or a list of paths / arrays.
+
+        Returns one row per image (input order; folders in natural file order) with
+        ``image_name`` (file stem, or ``array_<i>``), ``pred_label`` (class folder name),
+        ``score`` and, for ``topk > 1``, the next best labels and scores.
+        """
+        if isinstance(inputs, str):
+            images = list_images(inputs) if osp.isdir(inputs) else [inputs]
+        elif isinstance(inputs, np.ndarray) and inputs.ndim in (2, 3):
+            images = [inputs]
+        else:
+            images = list(inputs)
+        for image in images:
+            if isinstance(image, str) and not osp.isfile(image):
+                raise DatasetError(f'Image {image!r} does not exist.')
+        names = image_names([image if isinstance(image, str) else f'array_{i}'
+                             for i, image in enumerate(images)])
+        scores = self.predict_scores(images, batch_size, num_workers, progress)
+        return prediction_frame(names, scores, self.classes, topk=topk, class_names=class_names)

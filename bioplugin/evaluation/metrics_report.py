@@ -1,0 +1,59 @@
+"""Classification metrics from predicted scores, with MMPretrain's own metric classes."""
+import json
+import os
+import os.path as osp
+from typing import Sequence
+
+import numpy as np
+import torch
+from mmengine.evaluator import Evaluator
+
+from mmpretrain.registry import METRICS
+
+DISPLAY_NAMES = {
+    'accuracy/top1': 'top-1 accuracy (%)',
+    'accuracy/top5': 'top-5 accuracy (%)',
+    'single-label/precision': 'macro precision (%)',
+    'single-label/recall': 'macro recall (%)',
+    'single-label/f1-score': 'macro F1 (%)',
+}
+
+
+def fit_topk(evaluator_cfgs, num_classes: int) -> None:
+    """Drop top-k accuracies with k above the class count (MMPretrain would crash)."""
+    for evaluator in evaluator_cfgs:
+        if evaluator.get('type') == 'Accuracy':
+            topk = evaluator.get('topk', (1, ))
+            topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+            evaluator['topk'] = tuple(k for k in topk if k <= num_classes) or (1, )
+
+
+def compute_metrics(scores: np.ndarray, gt_labels: Sequence[int], evaluator_cfgs,
+                    classes: Sequence[str]) -> dict:
+    """Run the config's evaluators (e.g. ``val_evaluator``) on ``(N, C)`` class scores."""
+    evaluator_cfgs = [dict(cfg) for cfg in
+                      (evaluator_cfgs if isinstance(evaluator_cfgs, (list, tuple))
+                       else [evaluator_cfgs])]
+    fit_topk(evaluator_cfgs, len(classes))
+    evaluator = Evaluator([METRICS.build(cfg) for cfg in evaluator_cfgs])
+    evaluator.dataset_meta = dict(classes=tuple(classes))
+    evaluator.process([dict(pred_score=torch.as_tensor(score),
+                            pred_label=torch.as_tensor(score).argmax().reshape(1),
+                            gt_label=torch.as_tensor([int(label)]))
+                       for score, label in zip(scores, gt_labels)])
+    return {key: float(value) for key, value in evaluator.evaluate(len(scores)).items()}
+
+
+def format_metrics(metrics: dict, num_images: int) -> str:
+    """A two-column text table of the metrics and the image count."""
+    rows = [(DISPLAY_NAMES.get(key, key), f'{value:.2f}') for key, value in metrics.items()]
+    rows.append(('images', str(num_images)))
+    width = max(len(name) for name, _ in rows)
+    return '\n'.join(f'{name:<{width}}  {value:>8}' for name, value in rows)
+
+
+def save_metrics_json(path: str, metrics: dict, **context) -> str:
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as file:
+        json.dump(dict(metrics=metrics, **context), file, indent=2)
+    return path

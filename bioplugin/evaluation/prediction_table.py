@@ -1,0 +1,105 @@
+"""Predictions as a table: one row per image, written to CSV atomically.
+
+The CSV the reference task expects is ``image_name,pred_label``: the file name without its
+extension and the class folder name (with folders ``0``…``99`` the value *is* the folder name,
+never an internal index). ``topk`` adds ``top{i}_label`` / ``top{i}_score`` columns, a class
+name mapping adds ``pred_name`` / ``top{i}_name`` columns, in the spirit of timm's
+``inference.py``.
+"""
+import os
+import os.path as osp
+import tempfile
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DatasetError
+
+
+def image_names(paths: Sequence[str], full_name: bool = False) -> list:
+    """File stems (or file names) of ``paths``; two paths with the same name are an error."""
+    names = [osp.basename(p) if full_name else osp.splitext(osp.basename(p))[0] for p in paths]
+    seen: Dict[str, str] = {}
+    for name, path in zip(names, paths):
+        if name in seen:
+            raise DatasetError(
+                f'Two test images share the name {name!r}: {seen[name]!r} and {path!r}; '
+                'rename one so that every row of the prediction CSV is unambiguous.')
+        seen[name] = path
+    return names
+
+
+def prediction_frame(names: Sequence[str],
+                     scores: np.ndarray,
+                     classes: Sequence[str],
+                     topk: int = 1,
+                     class_names: Optional[Dict[str, str]] = None,
+                     include_index: bool = False) -> pd.DataFrame:
+    """One row per image: ``image_name``, ``pred_label``, ``score`` and optional extras.
+
+    ``scores`` is ``(N, C)`` class probabilities in the order of ``classes``; ``topk > 1`` adds
+    the labels and scores of the k best classes; ``class_names`` maps a class label to a
+    readable name; ``include_index`` adds the internal class index.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(names), len(classes)):
+        raise ValueError(f'scores of shape {scores.shape} do not match {len(names)} images '
+                         f'and {len(classes)} classes')
+    topk = max(1, min(int(topk), len(classes)))
+    order = np.argsort(-scores, axis=1, kind='stable')[:, :topk]
+    labels = np.asarray(classes, dtype=object)[order]
+    best_scores = np.take_along_axis(scores, order, axis=1)
+    frame = pd.DataFrame({'image_name': list(names), 'pred_label': labels[:, 0]})
+    if include_index:
+        frame['pred_index'] = order[:, 0]
+    if class_names is not None:
+        frame['pred_name'] = [class_names.get(label, label) for label in labels[:, 0]]
+    frame['score'] = best_scores[:, 0]
+    for rank in range(1, topk):
+        frame[f'top{rank + 1}_label'] = labels[:, rank]
+        if class_names is not None:
+            frame[f'top{rank + 1}_name'] = [class_names.get(label, label)
+                                            for label in labels[:, rank]]
+        frame[f'top{rank + 1}_score'] = best_scores[:, rank]
+    return frame
+
+
+def read_class_names(path: str, classes: Sequence[str]) -> Dict[str, str]:
+    """Readable class names from a file: ``label,name`` CSV rows, or one name per line in the
+    order of ``classes``."""
+    if not osp.isfile(path):
+        raise DatasetError(f'Class-name file {path!r} does not exist.')
+    with open(path, encoding='utf-8') as file:
+        lines = [line.rstrip('\n') for line in file if line.strip()]
+    if lines and all(',' in line for line in lines):
+        pairs = dict(line.split(',', 1) for line in lines)
+        pairs.pop('label', None)  # header
+        return {label.strip(): name.strip() for label, name in pairs.items()}
+    if len(lines) != len(classes):
+        raise DatasetError(
+            f'{path!r} has {len(lines)} names for {len(classes)} classes; give one name per '
+            'class in class order, or `label,name` rows.')
+    return dict(zip(classes, (line.strip() for line in lines)))
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str, float_format: str = '%.6f') -> str:
+    """Write ``frame`` to ``path`` through a temporary file and a rename: a crash never leaves
+    a half-written CSV."""
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(temporary, 0o666 & ~umask)  # the permissions a plain open() would give
+        with os.fdopen(handle, 'w', newline='', encoding='utf-8') as file:
+            frame.to_csv(file, index=False, float_format=float_format)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path

@@ -1,0 +1,78 @@
+"""Evaluate a checkpoint, or write the prediction CSV for the unlabeled test folder.
+
+    python tools/test.py CONFIG CHECKPOINT                          # metrics on val/
+    python tools/test.py CONFIG CHECKPOINT --csv prediction.csv     # image_name,pred_label
+    python tools/test.py CONFIG CHECKPOINT --csv prediction.csv --topk 3 --tta
+"""
+import os.path as osp
+import sys
+import time
+
+import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
+from bioplugin.apis import BioClassifier, evaluate_split, load_config, predict_split
+from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
+from bioplugin.evaluation import format_metrics, save_metrics_json, write_csv_atomic
+
+
+def parse_args(argv=None):
+    parser = tool_parser(__doc__)
+    parser.add_argument('config', help='the config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='a .pth written by tools/train.py, or a work dir '
+                        '(its best checkpoint)')
+    parser.add_argument('--csv', metavar='FILE',
+                        help='write predictions of --split (default: test) to this CSV '
+                        'instead of evaluating')
+    parser.add_argument('--split', choices=('train', 'val', 'test'),
+                        help='which split (default: val to evaluate, test with --csv)')
+    parser.add_argument('--topk', type=int, default=1,
+                        help='with --csv: add the k best labels and scores per image')
+    parser.add_argument('--class-names', metavar='FILE',
+                        help='with --csv: add readable names from a `label,name` CSV or a '
+                        'file with one name per line in class order')
+    parser.add_argument('--include-index', action='store_true',
+                        help='with --csv: add the internal class index column')
+    parser.add_argument('--full-name', action='store_true',
+                        help='with --csv: keep the file extension in image_name')
+    parser.add_argument('--tta', action='store_true',
+                        help='average scores over the image and its mirror (and any views of '
+                        "the config's tta_pipeline)")
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--num-workers', type=int, default=2, help='image decoding processes')
+    parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    add_config_options(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def body() -> int:
+        cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
+        classifier = BioClassifier(cfg, args.checkpoint, device=args.device, tta=args.tta)
+        loader_args = dict(batch_size=args.batch_size, num_workers=args.num_workers)
+        if args.csv:
+            frame = predict_split(classifier, args.split or 'test', args.csv, topk=args.topk,
+                                  class_names=args.class_names,
+                                  include_index=args.include_index,
+                                  full_name=args.full_name, **loader_args)
+            print(f'Wrote {len(frame)} predictions to {args.csv}')
+            return 0
+        split = args.split or 'val'
+        metrics, frame = evaluate_split(classifier, split, **loader_args)
+        suffix = '_tta' if args.tta else ''
+        print(f'\n{split} split, {classifier.checkpoint_path}' + (' (TTA)' if args.tta else ''))
+        print(format_metrics(metrics, len(frame)))
+        json_path = save_metrics_json(
+            osp.join(cfg.work_dir, f'metrics_{split}{suffix}.json'), metrics,
+            images=len(frame), split=split, tta=args.tta, config=args.config,
+            checkpoint=classifier.checkpoint_path, time=time.strftime('%Y-%m-%d %H:%M:%S'))
+        predictions = write_csv_atomic(
+            frame, osp.join(cfg.work_dir, f'predictions_{split}{suffix}.csv'))
+        print(f'Metrics: {json_path}\nPer-image predictions: {predictions}')
+        return 0
+
+    return run_tool(body)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
