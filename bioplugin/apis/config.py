@@ -1,13 +1,16 @@
 """Load a config and apply the command-line overrides every tool shares."""
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
 
+from mmpretrain.registry import DATASETS
+
 from ..errors import ConfigError
 
-DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
+DATALOADERS = tuple(SPLITS.values())
 
 
 def load_config(config: str,
@@ -93,3 +96,16 @@ def set_amp(cfg: Config) -> None:
 def set_seed(cfg: Config, seed: Optional[int]) -> None:
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
+
+
+def build_split_dataset(cfg: Config, split: str, classes: Optional[Sequence[str]] = None):
+    """The dataset of ``split`` ('train', 'val' or 'test') without its pipeline: file lists,
+    labels and class names, for checks and for prediction. ``classes`` replaces the config's
+    class source (e.g. the class list a checkpoint was trained on)."""
+    if split not in SPLITS:
+        raise ConfigError(f'Unknown split {split!r}; choose one of {", ".join(SPLITS)}.')
+    dataset_cfg = dict(cfg[SPLITS[split]].dataset, pipeline=[])
+    if classes is not None:
+        dataset_cfg.pop('classes_from', None)
+        dataset_cfg['classes'] = list(classes)
+    return DATASETS.build(dataset_cfg)

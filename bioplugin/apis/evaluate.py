@@ -8,14 +8,11 @@ from typing import Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from mmpretrain.registry import DATASETS
-
 from ..errors import ConfigError
 from ..evaluation import (compute_metrics, image_names, prediction_frame, read_class_names,
                           write_csv_atomic)
+from .config import build_split_dataset
 from .inference import BioClassifier
-
-SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
 
 
 def split_dataset(classifier: BioClassifier, split: str):
@@ -24,12 +21,7 @@ def split_dataset(classifier: BioClassifier, split: str):
     A labeled split must have exactly those class folders; an unlabeled one needs no
     training folder next to it.
     """
-    if split not in SPLITS:
-        raise ConfigError(f'Unknown split {split!r}; choose one of {", ".join(SPLITS)}.')
-    dataset_cfg = dict(classifier.cfg[SPLITS[split]].dataset, pipeline=[],
-                       classes=list(classifier.classes))
-    dataset_cfg.pop('classes_from', None)
-    return DATASETS.build(dataset_cfg)
+    return build_split_dataset(classifier.cfg, split, classes=classifier.classes)
 
 
 def _image_paths(dataset) -> list:

@@ -15,14 +15,14 @@ from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from mmpretrain.datasets import remove_transform
-from mmpretrain.registry import DATASETS, MODELS, TRANSFORMS
+from mmpretrain.registry import MODELS, TRANSFORMS
 
 from ..datasets.bio_dataset import scan_images
 from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_checkpoint,
                                     resolve_checkpoint)
 from ..errors import ConfigError, DatasetError
 from ..evaluation.prediction_table import image_names, prediction_frame
-from .config import load_config
+from .config import build_split_dataset, load_config
 
 ImageInput = Union[str, np.ndarray]
 
@@ -133,8 +133,7 @@ class BioClassifier:
             self.cfg.test_dataloader.dataset.pipeline)
 
     def _config_classes(self) -> tuple:
-        dataset = DATASETS.build(dict(self.cfg.train_dataloader.dataset, pipeline=[]))
-        return tuple(dataset.metainfo['classes'])
+        return tuple(build_split_dataset(self.cfg, 'train').metainfo['classes'])
 
     @torch.no_grad()
     def predict_scores(self, images: Sequence[ImageInput], batch_size: int = 32,

@@ -7,12 +7,10 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from mmpretrain.registry import DATASETS
-
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import fit_topk
-from .config import load_config, set_amp, set_seed
+from .config import build_split_dataset, load_config, set_amp, set_seed
 
 
 def build_train_config(config: str,
@@ -57,7 +55,7 @@ def check_training_data(cfg: Config) -> None:
     accuracies larger than the class count are dropped from the evaluators.
     """
     loader = cfg.train_dataloader
-    dataset = DATASETS.build(dict(loader.dataset, pipeline=[]))
+    dataset = build_split_dataset(cfg, 'train')
     classes = dataset.metainfo.get('classes') or ()
     head = cfg.model.get('head', {})
     if classes and head.get('num_classes') not in (None, len(classes)):
