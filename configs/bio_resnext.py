@@ -10,16 +10,14 @@ _base_ = [
 
 data_root = 'data/bio'  # applied to the train, val and test datasets
 
-# ImageNet weights for the backbone (MMPretrain's ResNeXt101_32x8d, 79.3% top-1).
-# Offline: put the file in the torch hub cache, or pass a local path:
-#   --cfg-options model.backbone.init_cfg.checkpoint=/path/to/weights.pth
-# From scratch: --cfg-options model.backbone.init_cfg=None
-imagenet_checkpoint = ('https://download.openmmlab.com/mmclassification/v0/resnext/'
-                       'resnext101_32x8d_b32x8_imagenet_20210506-23a247d5.pth')
-
 model = dict(
     backbone=dict(
-        init_cfg=dict(type='Pretrained', checkpoint=imagenet_checkpoint, prefix='backbone')),
+        # ImageNet weights: 'torchvision_v2' (torchvision IMAGENET1K_V2, 82.8 % top-1),
+        # 'torchvision_v1' or 'mmpretrain' (79.3 %), a URL or a local file; downloads are
+        # cached in the torch hub cache (~/.cache/torch/hub/checkpoints). On the command line:
+        #   --cfg-options model.backbone.init_cfg.checkpoint=mmpretrain   (or a path)
+        #   --cfg-options model.backbone.init_cfg=None                    (from scratch)
+        init_cfg=dict(type='Pretrained', checkpoint='torchvision_v2', prefix='backbone')),
     head=dict(
         _delete_=True,
         type='BioClsHead',

@@ -12,7 +12,8 @@ from mmpretrain.registry import MODELS
 
 from bioplugin.apis import load_config
 from bioplugin.engine.checkpoint_allowlist import restricted_getattr
-from bioplugin.engine.pretrained import cached_checkpoint_path, resolve_pretrained_checkpoints
+from bioplugin.engine.pretrained import (KNOWN_CHECKPOINTS, cached_checkpoint_path,
+                                         resolve_pretrained_checkpoints)
 from bioplugin.errors import CheckpointError
 
 from conftest import RECIPE_CONFIG, TINY_CONFIG
@@ -95,9 +96,10 @@ def test_unreachable_weights_url_explains_the_offline_options(torch_home):
 def test_the_recipe_names_the_published_imagenet_weights():
     cfg = load_config(RECIPE_CONFIG)
     init_cfg = cfg.model.backbone.init_cfg
-    assert init_cfg.type == 'Pretrained' and init_cfg.prefix == 'backbone'
-    assert init_cfg.checkpoint.startswith('https://download.openmmlab.com/')
-    assert 'resnext101_32x8d' in init_cfg.checkpoint
+    assert init_cfg == dict(type='Pretrained', checkpoint='torchvision_v2', prefix='backbone')
+    assert KNOWN_CHECKPOINTS['torchvision_v2'] == (
+        'https://download.pytorch.org/models/resnext101_32x8d-110c445d.pth')  # IMAGENET1K_V2
+    assert KNOWN_CHECKPOINTS['mmpretrain'].startswith('https://download.openmmlab.com/')
 
 
 def _tiny_backbone_checkpoint(cfg, path):
