@@ -20,6 +20,10 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: float16 on CUDA, bfloat16 on CPU')
     parser.add_argument('--seed', type=int, help='random seed (config default: 42)')
+    parser.add_argument('--freeze-stages', type=int, metavar='N',
+                        help='freeze the stem and the first N backbone stages (0: stem only)')
+    parser.add_argument('--head-lr-mult', type=float, metavar='M',
+                        help='train the head with M times the base learning rate')
     add_config_options(parser)
     return parser.parse_args(argv)
 
@@ -30,7 +34,9 @@ def main(argv=None) -> int:
     def body() -> int:
         cfg = build_train_config(args.config, work_dir=args.work_dir, resume=args.resume,
                                  cfg_options=args.cfg_options, data_root=args.data_root,
-                                 amp=args.amp, seed=args.seed)
+                                 amp=args.amp, seed=args.seed,
+                                 freeze_stages=args.freeze_stages,
+                                 head_lr_mult=args.head_lr_mult)
         runner = train(cfg)
         best = runner.message_hub.get_info('best_ckpt')
         if best:

@@ -10,7 +10,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import fit_topk
-from .config import build_split_dataset, load_config, set_amp, set_seed
+from .config import build_split_dataset, load_config, set_amp, set_finetuning, set_seed
 
 
 def build_train_config(config: str,
@@ -19,7 +19,9 @@ def build_train_config(config: str,
                        cfg_options: Optional[dict] = None,
                        data_root: Optional[str] = None,
                        amp: bool = False,
-                       seed: Optional[int] = None) -> Config:
+                       seed: Optional[int] = None,
+                       freeze_stages: Optional[int] = None,
+                       head_lr_mult: Optional[float] = None) -> Config:
     """The training config with command-line choices applied.
 
     ``resume='auto'`` continues from the latest checkpoint of ``work_dir``; a path continues
@@ -29,6 +31,7 @@ def build_train_config(config: str,
     if amp:
         set_amp(cfg)
     set_seed(cfg, seed)
+    set_finetuning(cfg, freeze_stages, head_lr_mult)
     if resume is not None:
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume
@@ -84,7 +87,7 @@ def train(cfg: Config) -> Runner:
     check_training_data(cfg)
     if cfg.get('resume'):
         # every weight comes from the checkpoint: skip the ImageNet initialisation
-        cfg.merge_from_dict({key: None for key, _ in iter_pretrained_init_cfgs(cfg.model, 'model')})
+        cfg.merge_from_dict({key: None for key, _, _ in iter_pretrained_init_cfgs(cfg.model)})
     else:
         resolve_pretrained_checkpoints(cfg.model)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

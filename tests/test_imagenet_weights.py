@@ -1,0 +1,163 @@
+"""ImageNet initialisation without a network: torchvision and MMPretrain checkpoints made here."""
+import os.path as osp
+
+import pytest
+import torch
+import torchvision
+from mmengine.config import Config
+
+from bioplugin.apis import load_config
+from bioplugin.engine import pretrained
+from bioplugin.engine.pretrained import resolve_pretrained_checkpoints
+from bioplugin.errors import CheckpointError, ConfigError
+from mmpretrain.registry import MODELS
+
+from conftest import RECIPE_CONFIG, make_image_folder, run_tool
+
+
+@pytest.fixture(autouse=True)
+def torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+
+
+@pytest.fixture(scope='module')
+def torchvision_resnext():
+    """torchvision's ResNeXt101_32x8d with random weights and random BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnext101_32x8d(weights=None)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.2, 0.6)  # keeps activations finite through 101 layers
+                module.bias.uniform_(-0.1, 0.1)
+    return model.eval()
+
+
+def _recipe_with_weights(checkpoint):
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+    resolve_pretrained_checkpoints(cfg.model)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.eval()
+
+
+def _assert_same_features(model, torchvision_model):
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model.extract_feat(x)[-1]  # backbone + global average pooling: (2, 2048)
+        fc = torchvision_model.fc
+        torchvision_model.fc = torch.nn.Identity()
+        theirs = torchvision_model(x)
+        torchvision_model.fc = fc
+    assert ours.shape == theirs.shape == (2, 2048)
+    assert theirs.abs().max() > 1e-3  # a meaningful comparison, not zeros against zeros
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_torchvision_state_dict_gives_torchvision_features(torchvision_resnext, tmp_path):
+    path = str(tmp_path / 'resnext101_32x8d-random.pth')
+    torch.save(torchvision_resnext.state_dict(), path)
+    _assert_same_features(_recipe_with_weights(path), torchvision_resnext)
+
+
+def test_mmpretrain_checkpoint_with_backbone_prefix_gives_the_same(torchvision_resnext,
+                                                                   tmp_path):
+    state = {f'backbone.{k}': v for k, v in torchvision_resnext.state_dict().items()
+             if not k.startswith('fc.')}
+    state['head.fc.weight'] = torch.zeros(1000, 2048)
+    path = str(tmp_path / 'mmpretrain-style.pth')
+    torch.save({'state_dict': state, 'meta': {'epoch': 100}}, path)
+    _assert_same_features(_recipe_with_weights(path), torchvision_resnext)
+
+
+def test_a_checkpoint_of_another_architecture_lists_the_mismatched_keys(tmp_path):
+    path = str(tmp_path / 'resnet50.pth')
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    cfg.model.backbone.init_cfg.checkpoint = path
+    with pytest.raises(CheckpointError) as error:
+        resolve_pretrained_checkpoints(cfg.model)
+    message = str(error.value)
+    assert 'resnet50.pth' in message and '176 tensors of another shape' in message
+    assert 'layer1.0.conv1.weight [64, 64, 1, 1] vs [256, 64, 1, 1]' in message
+    assert '255 tensors missing: layer3.10.' in message  # layer3: 6 blocks vs 23
+
+
+def test_weights_are_checked_and_converted_once_into_the_cache(torchvision_resnext, tmp_path):
+    path = str(tmp_path / 'tv.pth')
+    torch.save(torchvision_resnext.state_dict(), path)
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    cfg.model.backbone.init_cfg.checkpoint = path
+    resolve_pretrained_checkpoints(cfg.model)
+    converted = cfg.model.backbone.init_cfg.checkpoint
+    assert converted.startswith(torch.hub.get_dir()) and converted.endswith('.backbone.pth')
+    state = torch.load(converted)['state_dict']
+    assert all(key.startswith('backbone.') for key in state)
+    assert 'backbone.fc.weight' not in state
+    assert len(state) == len(torchvision_resnext.state_dict()) - 2
+
+
+def test_known_name_offline_explains_url_cache_path_and_from_scratch(monkeypatch):
+    url = 'http://127.0.0.1:9/resnext101_32x8d-110c445d.pth'
+    monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, 'torchvision_v2', url)
+    cfg = load_config(RECIPE_CONFIG)
+    with pytest.raises(CheckpointError) as error:
+        resolve_pretrained_checkpoints(cfg.model)
+    message = str(error.value)
+    assert url in message
+    assert osp.join(torch.hub.get_dir(), 'checkpoints', 'resnext101_32x8d-110c445d.pth') in message
+    assert '--cfg-options model.backbone.init_cfg=None' in message
+
+
+def test_train_offline_is_one_line_without_traceback(tmp_path):
+    data = make_image_folder(str(tmp_path / 'data'), ['a', 'b', 'c'], per_class=4)
+    result = run_tool(osp.join('tools', 'train.py'), RECIPE_CONFIG, '--data-root', data,
+                      '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                      'model.head.num_classes=3', 'train_dataloader.batch_size=4',
+                      'model.backbone.init_cfg.checkpoint=http://127.0.0.1:9/weights.pth')
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert 'Traceback' not in message and len(message.splitlines()) == 1
+    assert message.startswith('error: Cannot download the pretrained weights '
+                              'http://127.0.0.1:9/weights.pth')
+    assert '--cfg-options model.backbone.init_cfg=None' in message
+
+
+def test_convert_tool_reports_taken_and_dropped_keys(torchvision_resnext, tmp_path):
+    source, output = str(tmp_path / 'tv.pth'), str(tmp_path / 'backbone.pth')
+    torch.save(torchvision_resnext.state_dict(), source)
+    result = run_tool(osp.join('tools', 'convert_weights.py'), source, output)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ('torchvision layout: 624 tensors taken, dropped fc.bias, fc.weight, missing none'
+            in result.stdout)
+    _assert_same_features(_recipe_with_weights(output), torchvision_resnext)
+
+
+def test_freeze_stages_and_head_lr_multiplier(tmp_path):
+    from mmengine.optim import build_optim_wrapper
+
+    from bioplugin.apis import build_train_config
+    from conftest import TINY_CONFIG
+    cfg = build_train_config(TINY_CONFIG, freeze_stages=2, head_lr_mult=10)
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    model.init_weights()
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    lrs = {group['lr'] for group in optim_wrapper.optimizer.param_groups
+           if any(p is q for p in group['params'] for q in model.head.parameters())}
+    assert len(lrs) == 1 and lrs.pop() == pytest.approx(1e-2)
+    backbone = model.backbone
+    frozen = [backbone.conv1, backbone.layer1, backbone.layer2]
+    assert not any(p.requires_grad for module in frozen for p in module.parameters())
+    assert all(p.requires_grad for p in backbone.layer3.parameters())
+    before = {name: p.detach().clone() for name, p in backbone.named_parameters()}
+    loss = model(torch.randn(4, 3, 64, 64), mode='tensor').logsumexp(1).mean()
+    optim_wrapper.update_params(loss)
+    after = dict(backbone.named_parameters())
+    assert torch.equal(before['layer1.0.conv1.weight'], after['layer1.0.conv1.weight'])
+    assert not torch.equal(before['layer3.0.conv1.weight'], after['layer3.0.conv1.weight'])
+    with pytest.raises(ConfigError, match='between -1'):
+        build_train_config(TINY_CONFIG, freeze_stages=7)
