@@ -4,14 +4,12 @@
     python tools/test.py CONFIG CHECKPOINT --csv prediction.csv     # image_name,pred_label
     python tools/test.py CONFIG CHECKPOINT --csv prediction.csv --topk 3 --tta
 """
-import os.path as osp
 import sys
-import time
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
-from bioplugin.apis import BioClassifier, evaluate_split, load_config, predict_split
+from bioplugin.apis import BioClassifier, evaluate_to_files, load_config, predict_split
 from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
-from bioplugin.evaluation import format_metrics, save_metrics_json, write_csv_atomic
+from bioplugin.evaluation import format_metrics
 
 
 def parse_args(argv=None):
@@ -58,17 +56,11 @@ def main(argv=None) -> int:
             print(f'Wrote {len(frame)} predictions to {args.csv}')
             return 0
         split = args.split or 'val'
-        metrics, frame = evaluate_split(classifier, split, **loader_args)
-        suffix = '_tta' if args.tta else ''
+        result = evaluate_to_files(classifier, cfg.work_dir, split, **loader_args)
         print(f'\n{split} split, {classifier.checkpoint_path}' + (' (TTA)' if args.tta else ''))
-        print(format_metrics(metrics, len(frame)))
-        json_path = save_metrics_json(
-            osp.join(cfg.work_dir, f'metrics_{split}{suffix}.json'), metrics,
-            images=len(frame), split=split, tta=args.tta, config=args.config,
-            checkpoint=classifier.checkpoint_path, time=time.strftime('%Y-%m-%d %H:%M:%S'))
-        predictions = write_csv_atomic(
-            frame, osp.join(cfg.work_dir, f'predictions_{split}{suffix}.csv'))
-        print(f'Metrics: {json_path}\nPer-image predictions: {predictions}')
+        print(format_metrics(result['metrics'], len(result['predictions'])))
+        print(f"Metrics: {result['metrics_file']}\n"
+              f"Per-image predictions: {result['predictions_file']}")
         return 0
 
     return run_tool(body)

@@ -1,5 +1,6 @@
 """What every command-line tool shares: config options and one-line errors."""
 import argparse
+import os.path as osp
 import sys
 from typing import Callable
 
@@ -30,3 +31,25 @@ def run_tool(body: Callable[[], int]) -> int:
     except BioPluginError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+
+
+def add_prediction_source(parser: argparse.ArgumentParser) -> None:
+    """Where an analysis tool gets val predictions: CONFIG CHECKPOINT (evaluated once) or a
+    saved ``--predictions`` CSV; and ``--out-dir`` for its files."""
+    parser.add_argument('config', nargs='?', help='config the checkpoint was trained with')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file or work dir')
+    parser.add_argument('--predictions', metavar='CSV',
+                        help='predictions_val.csv from tools/test.py, instead of running the model')
+    parser.add_argument('--out-dir', help='where the files go (default: analysis/ next to the '
+                        'predictions or in the checkpoint\'s work dir)')
+    parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    add_config_options(parser)
+
+
+def analysis_out_dir(args) -> str:
+    """``--out-dir``, else ``analysis/`` beside the predictions file or the checkpoint."""
+    if args.out_dir:
+        return args.out_dir
+    anchor = args.predictions or args.checkpoint or '.'
+    folder = anchor if osp.isdir(anchor) else osp.dirname(anchor)
+    return osp.join(folder, 'analysis')

@@ -1,4 +1,5 @@
 """Load a config and apply the command-line overrides every tool shares."""
+import importlib.util
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -115,6 +116,21 @@ def set_finetuning(cfg: Config, freeze_stages: Optional[int] = None,
         paramwise['custom_keys'] = dict(paramwise.get('custom_keys') or {},
                                         head=dict(lr_mult=head_lr_mult))
         cfg.optim_wrapper.paramwise_cfg = paramwise
+
+
+def enable_tensorboard(cfg: Config) -> None:
+    """Also log scalars for TensorBoard (``<work_dir>/<run>/vis_data/``); in a config::
+
+        visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+                                        dict(type='TensorboardVisBackend')])
+    """
+    if importlib.util.find_spec('tensorboard') is None:
+        raise ConfigError('TensorBoard logging needs the tensorboard package: '
+                          'pip install tensorboard')
+    backends = list(cfg.visualizer.get('vis_backends') or [dict(type='LocalVisBackend')])
+    if not any(backend.get('type') == 'TensorboardVisBackend' for backend in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer.vis_backends = backends
 
 
 def set_seed(cfg: Config, seed: Optional[int]) -> None:

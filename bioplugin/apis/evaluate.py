@@ -3,6 +3,7 @@
 ``tools/test.py`` is a thin CLI over :func:`evaluate_split` and :func:`predict_split`.
 """
 import os.path as osp
+import time
 from typing import Optional, Tuple
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..evaluation import (compute_metrics, image_names, prediction_frame, read_class_names,
-                          write_csv_atomic)
+                          save_metrics_json, write_csv_atomic)
 from .config import build_split_dataset
 from .inference import BioClassifier
 
@@ -31,7 +32,8 @@ def _image_paths(dataset) -> list:
 def evaluate_split(classifier: BioClassifier, split: str = 'val', batch_size: int = 32,
                    num_workers: int = 0, progress: bool = True) -> Tuple[dict, pd.DataFrame]:
     """Metrics of the config's ``val_evaluator`` on a labeled split, and the per-image table
-    (``image_name`` = path inside the split, ``pred_label``, ``score``, ``gt_label``)."""
+    (``image_name`` = path inside the split, ``pred_label``, ``score``, ``gt_label``,
+    ``image_path``)."""
     dataset = split_dataset(classifier, split)
     if not getattr(dataset, 'labeled', True) or 'gt_label' not in dataset.get_data_info(0):
         raise ConfigError(f'The {split} split has no labels to evaluate against; write its '
@@ -43,7 +45,25 @@ def evaluate_split(classifier: BioClassifier, split: str = 'val', batch_size: in
     relative_paths = [osp.relpath(path, dataset.img_prefix) for path in paths]
     frame = prediction_frame(relative_paths, scores, classifier.classes)
     frame['gt_label'] = np.asarray(classifier.classes, dtype=object)[gt_labels]
+    frame['image_path'] = paths
     return metrics, frame
+
+
+def evaluate_to_files(classifier: BioClassifier, out_dir: str, split: str = 'val',
+                      batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> dict:
+    """:func:`evaluate_split`, saved as ``metrics_<split>[_tta].json`` (metrics, image count,
+    class list, checkpoint) and ``predictions_<split>[_tta].csv`` in ``out_dir``."""
+    metrics, frame = evaluate_split(classifier, split, batch_size, num_workers, progress)
+    suffix = '_tta' if classifier.tta else ''
+    metrics_file = save_metrics_json(
+        osp.join(out_dir, f'metrics_{split}{suffix}.json'), metrics, images=len(frame),
+        split=split, tta=classifier.tta, classes=list(classifier.classes),
+        config=classifier.cfg.filename, checkpoint=classifier.checkpoint_path,
+        time=time.strftime('%Y-%m-%d %H:%M:%S'))
+    predictions_file = write_csv_atomic(frame, osp.join(out_dir,
+                                                        f'predictions_{split}{suffix}.csv'))
+    return dict(metrics=metrics, predictions=frame, metrics_file=metrics_file,
+                predictions_file=predictions_file)
 
 
 def predict_split(classifier: BioClassifier, split: str = 'test',

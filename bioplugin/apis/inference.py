@@ -44,7 +44,7 @@ def tta_pipeline(cfg: Config) -> list:
                     [pack]])]
 
 
-class _ImageList(Dataset):
+class ImageListDataset(Dataset):
     """Image paths and arrays through the test pipeline, for a DataLoader."""
 
     def __init__(self, images: Sequence[ImageInput], pipeline_cfg: list):
@@ -129,8 +129,8 @@ class BioClassifier:
             tta_cfg = dict(self.cfg.get('tta_model') or dict(type='AverageClsScoreTTA'))
             model = MODELS.build(dict(tta_cfg, module=model))
         self.model = model.to(self.device).eval()
-        self.pipeline_cfg = tta_pipeline(self.cfg) if tta else copy.deepcopy(
-            self.cfg.test_dataloader.dataset.pipeline)
+        self.test_pipeline_cfg = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
+        self.pipeline_cfg = tta_pipeline(self.cfg) if tta else self.test_pipeline_cfg
 
     def _config_classes(self) -> tuple:
         return tuple(build_split_dataset(self.cfg, 'train').metainfo['classes'])
@@ -139,7 +139,7 @@ class BioClassifier:
     def predict_scores(self, images: Sequence[ImageInput], batch_size: int = 32,
                        num_workers: int = 0, progress: bool = False) -> np.ndarray:
         """Class probabilities, ``(len(images), len(classes))``, in input order."""
-        loader = DataLoader(_ImageList(images, self.pipeline_cfg), batch_size=batch_size,
+        loader = DataLoader(ImageListDataset(images, self.pipeline_cfg), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=default_collate,
                             pin_memory=self.device.type == 'cuda')
         bar = ProgressBar(len(images)) if progress else None

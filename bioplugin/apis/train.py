@@ -10,7 +10,8 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import fit_topk
-from .config import build_split_dataset, load_config, set_amp, set_finetuning, set_seed
+from .config import (build_split_dataset, enable_tensorboard, load_config, set_amp,
+                     set_finetuning, set_seed)
 
 
 def build_train_config(config: str,
@@ -21,7 +22,8 @@ def build_train_config(config: str,
                        amp: bool = False,
                        seed: Optional[int] = None,
                        freeze_stages: Optional[int] = None,
-                       head_lr_mult: Optional[float] = None) -> Config:
+                       head_lr_mult: Optional[float] = None,
+                       tensorboard: bool = False) -> Config:
     """The training config with command-line choices applied.
 
     ``resume='auto'`` continues from the latest checkpoint of ``work_dir``; a path continues
@@ -32,6 +34,8 @@ def build_train_config(config: str,
         set_amp(cfg)
     set_seed(cfg, seed)
     set_finetuning(cfg, freeze_stages, head_lr_mult)
+    if tensorboard:
+        enable_tensorboard(cfg)
     if resume is not None:
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume
