@@ -1,0 +1,139 @@
+"""Figures for a report: pure functions, data in, matplotlib Figure out (``save_figure`` writes)."""
+import os
+import os.path as osp
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')  # files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .confusion import normalize_rows  # noqa: E402
+
+
+def save_figure(figure, path: str, dpi: int = 110) -> str:
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=dpi, bbox_inches='tight')
+    plt.close(figure)
+    return path
+
+
+def _tick_step(count: int, max_ticks: int = 100) -> int:
+    return max(1, int(np.ceil(count / max_ticks)))
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], normalize: bool = True,
+                          title: str = 'Confusion matrix'):
+    """Rows: true class, columns: predicted class; row-normalised unless ``normalize=False``.
+
+    The figure grows with the class count (about 0.16 inch per class beyond 10) so that 100
+    class names stay readable; cell values are printed up to 30 classes.
+    """
+    count = len(classes)
+    values = normalize_rows(matrix) if normalize else matrix
+    side = float(np.clip(3 + 0.16 * count, 5, 24))
+    figure, axis = plt.subplots(figsize=(side + 1.5, side))
+    image = axis.imshow(values, cmap='Blues', vmin=0, vmax=1 if normalize else None,
+                        interpolation='nearest')
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04,
+                    label='share of the true class' if normalize else 'images')
+    step = _tick_step(count)
+    ticks = np.arange(0, count, step)
+    font = float(np.clip(220 / max(count, 1), 4, 10))
+    axis.set_xticks(ticks, [classes[i] for i in ticks], rotation=90, fontsize=font)
+    axis.set_yticks(ticks, [classes[i] for i in ticks], fontsize=font)
+    axis.set_xlabel('predicted class')
+    axis.set_ylabel('true class')
+    axis.set_title(title + (' (row-normalised)' if normalize else ' (counts)'))
+    if count <= 30:
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(count):
+            for j in range(count):
+                if matrix[i, j]:
+                    text = f'{values[i, j]:.2f}' if normalize else f'{int(values[i, j])}'
+                    axis.text(j, i, text, ha='center', va='center', fontsize=font * 0.8,
+                              color='white' if values[i, j] > threshold else 'black')
+    return figure
+
+
+def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy'):
+    """Horizontal bars per class, sorted worst first, with the support in the label."""
+    table = table.sort_values(metric, kind='stable')
+    count = len(table)
+    figure, axis = plt.subplots(figsize=(8, float(np.clip(1 + 0.22 * count, 3, 30))))
+    colours = plt.cm.RdYlGn(table[metric].to_numpy())
+    labels = [f'{name} (n={support})' for name, support in zip(table['class'], table['support'])]
+    axis.barh(np.arange(count), table[metric], color=colours)
+    axis.set_yticks(np.arange(count), labels, fontsize=float(np.clip(300 / max(count, 1), 5, 10)))
+    axis.set_xlim(0, 1)
+    axis.set_xlabel(f'per-class {metric}')
+    axis.set_title(f'Per-class {metric} (worst at the top)')
+    axis.invert_yaxis()
+    mean = table[metric].mean()
+    axis.axvline(mean, color='grey', linestyle='--', linewidth=1)
+    axis.text(mean, -0.6, f' mean {mean:.2f}', color='grey', fontsize=8)
+    return figure
+
+
+def plot_confused_pairs(pairs: pd.DataFrame):
+    """Bars of the most frequent confusions, ``true → predicted`` with count and rate."""
+    figure, axis = plt.subplots(figsize=(8, float(np.clip(1 + 0.35 * len(pairs), 2.5, 12))))
+    if len(pairs) == 0:
+        axis.text(0.5, 0.5, 'no confusions', ha='center', va='center')
+        axis.set_axis_off()
+        return figure
+    labels = [f'{t} → {p}' for t, p in zip(pairs['true'], pairs['predicted'])]
+    axis.barh(np.arange(len(pairs)), pairs['count'], color='tab:red')
+    axis.set_yticks(np.arange(len(pairs)), labels, fontsize=9)
+    axis.invert_yaxis()
+    for y, (count, rate) in enumerate(zip(pairs['count'], pairs['rate'])):
+        axis.text(count, y, f' {int(count)} ({rate:.0%})', va='center', fontsize=8)
+    axis.set_xlabel('images')
+    axis.set_title('Most confused pairs (true → predicted)')
+    return figure
+
+
+def plot_training_curves(curves: pd.DataFrame):
+    """Loss, validation accuracy and learning rate per epoch, one figure with three panels."""
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    epochs = curves.index
+    loss_axis, accuracy_axis, lr_axis = axes
+    for column in [c for c in curves.columns if c.endswith('loss')]:
+        loss_axis.plot(epochs, curves[column], marker='.', label=column.replace('_', ' '))
+    loss_axis.set_title('loss')
+    for column in [c for c in curves.columns if c.startswith('val_accuracy')]:
+        accuracy_axis.plot(epochs, curves[column], marker='.',
+                           label=column.replace('val_accuracy/', 'val ').replace('top', 'top-'))
+    accuracy_axis.set_title('validation accuracy (%)')
+    if 'lr' in curves:
+        lr_axis.plot(epochs, curves['lr'], marker='.', color='tab:purple', label='lr')
+        if (curves['lr'].dropna() > 0).all():
+            lr_axis.set_yscale('log')
+    lr_axis.set_title('learning rate')
+    for axis in axes:
+        axis.set_xlabel('epoch')
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: str = '',
+                    columns: int = 4):
+    """RGB images in a grid with a title above each."""
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for axis, image, caption in zip(axes.flat, images, titles):
+        axis.imshow(image)
+        axis.set_title(caption, fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,47 @@
+"""Per-image validation predictions for the analysis tools: saved, or computed once."""
+import json
+import os.path as osp
+from typing import Optional, Tuple
+
+import pandas as pd
+
+from ..apis import BioClassifier, evaluate_split, load_config
+from ..datasets.bio_dataset import sort_class_names
+from ..errors import ConfigError, DatasetError
+
+
+def read_predictions(path: str) -> Tuple[pd.DataFrame, list]:
+    """A ``predictions_<split>.csv`` written by ``tools/test.py`` and its class list (from the
+    ``metrics_<split>.json`` beside it, else the labels that occur)."""
+    if not osp.isfile(path):
+        raise DatasetError(f'Predictions file {path!r} does not exist; write one with '
+                           'tools/test.py CONFIG CHECKPOINT.')
+    frame = pd.read_csv(path, dtype={'pred_label': str, 'gt_label': str})
+    missing = {'pred_label', 'gt_label', 'score'} - set(frame.columns)
+    if missing:
+        raise DatasetError(f'{path!r} lacks the columns {sorted(missing)}; it must come from '
+                           'an evaluation (tools/test.py without --csv).')
+    metrics_file = osp.join(osp.dirname(path),
+                            osp.basename(path).replace('predictions_', 'metrics_', 1)
+                            .replace('.csv', '.json'))
+    classes = None
+    if osp.isfile(metrics_file):
+        classes = json.load(open(metrics_file)).get('classes')
+    if not classes:
+        classes = sort_class_names(set(frame.gt_label) | set(frame.pred_label))
+    return frame, [str(name) for name in classes]
+
+
+def predictions_for_analysis(predictions: Optional[str] = None, config: Optional[str] = None,
+                             checkpoint: Optional[str] = None, cfg_options=None,
+                             data_root: Optional[str] = None, device: Optional[str] = None,
+                             **loader_args) -> Tuple[pd.DataFrame, list]:
+    """Saved predictions when given, else evaluate ``checkpoint`` on the val split."""
+    if predictions:
+        return read_predictions(predictions)
+    if not (config and checkpoint):
+        raise ConfigError('Pass CONFIG and CHECKPOINT, or --predictions FILE.')
+    classifier = BioClassifier(load_config(config, cfg_options, data_root=data_root),
+                               checkpoint, device=device)
+    _, frame = evaluate_split(classifier, 'val', **loader_args)
+    return frame, list(classifier.classes)

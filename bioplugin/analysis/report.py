@@ -1,0 +1,170 @@
+"""A one-page HTML report of a training run: metrics, curves, confusions, Grad-CAM, model size.
+
+    python tools/analysis/report.py work_dirs/demo_plankton     # → work_dirs/demo_plankton/report/
+"""
+import glob
+import html
+import json
+import os
+import os.path as osp
+import time
+from typing import Optional
+
+from ..apis import BioClassifier, evaluate_to_files, load_config
+from ..errors import ConfigError, DatasetError
+from ..evaluation import DISPLAY_NAMES, write_csv_atomic
+from .confusion import confused_pairs, confusion_frame, confusion_matrix, per_class_table
+from .curves import load_training_curves
+from .gradcam import explain_predictions
+from .model_stats import model_stats
+from .plots import (plot_confused_pairs, plot_confusion_matrix, plot_per_class,
+                    plot_training_curves, save_figure)
+
+
+def work_dir_config(work_dir: str) -> str:
+    """The config MMEngine saved into ``work_dir`` at the start of training (the newest)."""
+    configs = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime)
+    if not configs:
+        raise ConfigError(f'{work_dir!r} holds no saved config; pass --config.')
+    return configs[-1]
+
+
+def crop_size(cfg) -> int:
+    """The side of the images the model sees at test time (from the test pipeline)."""
+    for step in cfg.test_dataloader.dataset.pipeline:
+        if step.get('type') == 'CenterCrop':
+            size = step['crop_size']
+            return size if isinstance(size, int) else size[0]
+    return 224
+
+
+def confusion_outputs(predictions, classes, out_dir: str, top_pairs: int = 10,
+                      normalize: bool = True) -> dict:
+    """Confusion matrix (PNG, row-normalised unless ``normalize=False``, and CSV of counts),
+    per-class table and chart, and the most confused pairs (table and chart) in ``out_dir``."""
+    matrix = confusion_matrix(predictions.gt_label.astype(str), predictions.pred_label.astype(str),
+                              classes)
+    per_class = per_class_table(matrix, classes)
+    pairs = confused_pairs(matrix, classes, top_pairs)
+    files = dict(
+        confusion_png=save_figure(plot_confusion_matrix(matrix, classes, normalize),
+                                  osp.join(out_dir, 'confusion_matrix.png')),
+        confusion_csv=write_csv_atomic(confusion_frame(matrix, classes),
+                                       osp.join(out_dir, 'confusion_matrix.csv')),
+        per_class_png=save_figure(plot_per_class(per_class), osp.join(out_dir, 'per_class.png')),
+        per_class_csv=write_csv_atomic(per_class, osp.join(out_dir, 'per_class.csv')),
+        pairs_png=save_figure(plot_confused_pairs(pairs), osp.join(out_dir, 'confused_pairs.png')),
+        pairs_csv=write_csv_atomic(pairs, osp.join(out_dir, 'confused_pairs.csv')),
+    )
+    return dict(files=files, per_class=per_class, pairs=pairs)
+
+
+def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Optional[str] = None,
+                 out_dir: Optional[str] = None, device: Optional[str] = None,
+                 gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
+                 num_workers: int = 0) -> str:
+    """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
+    every figure and table next to it (default ``<work_dir>/report/``). Returns its path."""
+    if not osp.isdir(work_dir):
+        raise DatasetError(f'Work dir {work_dir!r} does not exist.')
+    out_dir = out_dir or osp.join(work_dir, 'report')
+    os.makedirs(out_dir, exist_ok=True)
+    cfg = load_config(config or work_dir_config(work_dir))
+    classifier = BioClassifier(cfg, checkpoint or work_dir, device=device)
+    evaluation = evaluate_to_files(classifier, out_dir, 'val', batch_size, num_workers)
+    predictions = evaluation['predictions']
+    confusion = confusion_outputs(predictions, list(classifier.classes), out_dir, top_pairs)
+    files = dict(confusion['files'])
+    try:
+        curves = load_training_curves(work_dir)
+        files['curves_png'] = save_figure(plot_training_curves(curves),
+                                          osp.join(out_dir, 'training_curves.png'))
+        files['curves_csv'] = write_csv_atomic(curves.reset_index(),
+                                               osp.join(out_dir, 'training_curves.csv'))
+    except DatasetError:
+        curves = None  # evaluated from a checkpoint without its training logs
+    stats = model_stats(cfg, input_size=crop_size(cfg))
+    with open(osp.join(out_dir, 'model_stats.json'), 'w') as file:
+        json.dump(stats, file, indent=2)
+    files['gradcam_png'] = save_figure(
+        explain_predictions(classifier, predictions, gradcam_images),
+        osp.join(out_dir, 'gradcam.png'))
+    page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir)
+    path = osp.join(out_dir, 'report.html')
+    with open(path, 'w', encoding='utf-8') as file:
+        file.write(page)
+    return path
+
+
+def _table(rows, header) -> str:
+    head = ''.join(f'<th>{html.escape(str(cell))}</th>' for cell in header)
+    body = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(cell))}</td>' for cell in row)
+                   + '</tr>' for row in rows)
+    return f'<table><tr>{head}</tr>{body}</table>'
+
+
+def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir) -> str:
+    def link(key):
+        return html.escape(osp.relpath(files[key], out_dir))
+
+    def figure(key, caption):
+        return (f'<figure><img src="{link(key)}" alt="{html.escape(caption)}">'
+                f'<figcaption>{html.escape(caption)}</figcaption></figure>') if key in files else ''
+
+    metrics = evaluation['metrics']
+    metric_rows = [(DISPLAY_NAMES.get(k, k), f'{v:.2f}') for k, v in metrics.items()]
+    metric_rows.append(('images', len(evaluation['predictions'])))
+    budget = 'pass' if stats['within_budget'] else 'FAIL'
+    stat_rows = [('parameters', f"{stats['params'] / 1e6:.2f} M"),
+                 ('trainable parameters', f"{stats['trainable_params'] / 1e6:.2f} M"),
+                 (f"FLOPs at {stats['input_size']}×{stats['input_size']}",
+                  f"{stats['flops'] / 1e9:.2f} G"),
+                 (f"budget < {stats['budget'] / 1e6:g} M", budget)]
+    worst = confusion['per_class'].head(10)
+    worst_rows = [(r['class'], f"{r['accuracy']:.2f}", f"{r['precision']:.2f}", f"{r['f1']:.2f}",
+                   r['support']) for _, r in worst.iterrows()]
+    pair_rows = [(r['true'], r['predicted'], r['count'], f"{r['rate']:.0%}")
+                 for _, r in confusion['pairs'].iterrows()]
+    epochs = f', {len(curves)} epochs' if curves is not None else ''
+    downloads = ' · '.join(
+        f'<a href="{link(key)}">{html.escape(osp.basename(files[key]))}</a>'
+        for key in sorted(files) if key.endswith('_csv'))
+    return f'''<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>bioplugin report — {html.escape(osp.basename(osp.normpath(work_dir)))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: left; }}
+th {{ background: #f3f3f3; }} img {{ max-width: 100%; }} figure {{ margin: 1em 0 2em; }}
+figcaption {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>Report: {html.escape(work_dir)}</h1>
+<p>Checkpoint <code>{html.escape(classifier.checkpoint_path)}</code>, config
+<code>{html.escape(str(classifier.cfg.filename))}</code>, {len(classifier.classes)} classes{epochs};
+written {time.strftime('%Y-%m-%d %H:%M')}.</p>
+<h2>Validation metrics</h2>
+{_table(metric_rows, ('metric', 'value'))}
+<h2>Model</h2>
+{_table(stat_rows, ('', ''))}
+<h2>Training curves</h2>
+{figure('curves_png', 'Loss, validation accuracy and learning rate per epoch') or
+ '<p>No training logs in this work dir.</p>'}
+<h2>Confusion matrix</h2>
+{figure('confusion_png', 'Rows: true class; columns: predicted class; row-normalised')}
+<h2>Per-class accuracy</h2>
+{figure('per_class_png', 'Accuracy (recall) per class, worst first; n = validation images')}
+<h3>Ten worst classes</h3>
+{_table(worst_rows, ('class', 'accuracy', 'precision', 'F1', 'support'))}
+<h2>Most confused pairs</h2>
+{figure('pairs_png', 'Most frequent confusions, true → predicted')}
+{_table(pair_rows, ('true', 'predicted', 'images', 'rate')) if pair_rows else
+ '<p>No confusions.</p>'}
+<h2>Grad-CAM</h2>
+{figure('gradcam_png', 'Where the model looked, for its most confident mistakes')}
+<h2>Data</h2>
+<p>{downloads} · <a href="{html.escape(osp.relpath(evaluation['predictions_file'], out_dir))}">
+per-image predictions</a> · <a href="{html.escape(osp.relpath(evaluation['metrics_file'], out_dir))}">
+metrics JSON</a> · <a href="model_stats.json">model stats JSON</a></p>
+</body></html>
+'''
