@@ -27,6 +27,7 @@ demo: install data
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --csv $(DEMO_WORK_DIR)/prediction.csv
+	$(PY) tools/analysis/report.py $(DEMO_WORK_DIR)
 
 test: install data
 	$(PY) -m pytest

@@ -24,6 +24,8 @@ def parse_args(argv=None):
                         help='freeze the stem and the first N backbone stages (0: stem only)')
     parser.add_argument('--head-lr-mult', type=float, metavar='M',
                         help='train the head with M times the base learning rate')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help='also log for TensorBoard (needs `pip install tensorboard`)')
     add_config_options(parser)
     return parser.parse_args(argv)
 
@@ -36,7 +38,8 @@ def main(argv=None) -> int:
                                  cfg_options=args.cfg_options, data_root=args.data_root,
                                  amp=args.amp, seed=args.seed,
                                  freeze_stages=args.freeze_stages,
-                                 head_lr_mult=args.head_lr_mult)
+                                 head_lr_mult=args.head_lr_mult,
+                                 tensorboard=args.tensorboard)
         runner = train(cfg)
         best = runner.message_hub.get_info('best_ckpt')
         if best:

@@ -1,0 +1,183 @@
+"""Analysis: confusion tables and plots, stitched curves, model stats, Grad-CAM, the report."""
+import json
+import os
+import os.path as osp
+import re
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from bioplugin.analysis import (confusion_outputs, load_training_curves, model_stats,
+                                per_class_table)
+from bioplugin.analysis.report import write_report
+from bioplugin.apis import load_config
+from bioplugin.apis.config import enable_tensorboard
+from bioplugin.errors import ConfigError
+
+from conftest import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
+
+
+def synthetic_predictions(num_classes: int, per_class: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    classes = [str(i) for i in range(num_classes)]
+    truth = np.repeat(np.arange(num_classes), per_class)
+    wrong = rng.random(len(truth)) < 0.3
+    pred = np.where(wrong, rng.integers(0, num_classes, len(truth)), truth)
+    frame = pd.DataFrame({'gt_label': [classes[i] for i in truth],
+                          'pred_label': [classes[i] for i in pred],
+                          'score': rng.random(len(truth))})
+    return frame, classes, truth, pred
+
+
+@pytest.mark.parametrize('num_classes', [3, 100])
+def test_confusion_outputs_match_an_independent_count(num_classes, tmp_path):
+    frame, classes, truth, pred = synthetic_predictions(num_classes)
+    outputs = confusion_outputs(frame, classes, str(tmp_path), top_pairs=5)
+    for path in outputs['files'].values():
+        assert osp.getsize(path) > 0, path
+
+    counts = pd.read_csv(tmp_path / 'confusion_matrix.csv', index_col=0)
+    for i in range(num_classes):
+        for j in (0, num_classes - 1, i):
+            assert counts.iloc[i, j] == np.sum((truth == i) & (pred == j))
+
+    per_class = pd.read_csv(tmp_path / 'per_class.csv', dtype={'class': str}).set_index('class')
+    for i, name in enumerate(classes):
+        expected = np.sum((truth == i) & (pred == i)) / np.sum(truth == i)
+        assert per_class.loc[name, 'accuracy'] == pytest.approx(expected, abs=1e-6)
+        assert per_class.loc[name, 'support'] == np.sum(truth == i)
+    assert list(per_class['accuracy']) == sorted(per_class['accuracy'])  # worst first
+
+    pairs = pd.read_csv(tmp_path / 'confused_pairs.csv', dtype={'true': str, 'predicted': str})
+    off_diagonal = sorted(((np.sum((truth == i) & (pred == j)),
+                            np.sum((truth == i) & (pred == j)) / np.sum(truth == i))
+                           for i in range(num_classes) for j in range(num_classes)
+                           if i != j and np.sum((truth == i) & (pred == j))), reverse=True)
+    assert list(pairs['count']) == [count for count, _ in off_diagonal[:5]]
+    np.testing.assert_allclose(pairs['rate'], [rate for _, rate in off_diagonal[:5]], atol=1e-6)
+    first = pairs.iloc[0]
+    assert first['count'] == np.sum((truth == int(first['true'])) &
+                                    (pred == int(first['predicted'])))
+
+
+def test_confusion_plot_grows_with_the_class_count(tmp_path):
+    sizes = {}
+    for count in (3, 100):
+        frame, classes, _, _ = synthetic_predictions(count)
+        confusion_outputs(frame, classes, str(tmp_path / str(count)))
+        sizes[count] = cv2.imread(str(tmp_path / str(count) / 'confusion_matrix.png')).shape
+    assert sizes[100][0] > 2 * sizes[3][0] and sizes[100][1] > 2 * sizes[3][1]
+
+
+def test_per_class_table_handles_classes_without_predictions():
+    matrix = np.array([[2, 0], [1, 0]])
+    table = per_class_table(matrix, ['a', 'b']).set_index('class')
+    assert table.loc['b', 'precision'] == 0 and table.loc['b', 'accuracy'] == 0
+    assert table.loc['a', 'precision'] == pytest.approx(2 / 3)
+
+
+def _write_run(work_dir, name, train_epochs, val_epochs, loss_of=lambda e: 10.0 - e):
+    folder = osp.join(work_dir, name, 'vis_data')
+    os.makedirs(folder)
+    with open(osp.join(folder, 'scalars.json'), 'w') as file:
+        step = 0
+        for epoch, iters in train_epochs:
+            for _ in range(iters):
+                step += 1
+                file.write(json.dumps(dict(lr=0.1 / epoch, loss=loss_of(epoch), epoch=epoch,
+                                           iter=step, step=step)) + '\n')
+            if epoch in val_epochs:
+                file.write(json.dumps({'accuracy/top1': 10.0 * epoch, 'step': epoch}) + '\n')
+
+
+def test_curves_of_a_resumed_work_dir_hold_every_epoch_once(tmp_path):
+    work_dir = str(tmp_path)
+    # killed during epoch 3 after its training iterations, resumed from epoch 2
+    _write_run(work_dir, '20260101_100000', [(1, 3), (2, 3), (3, 1)], {1, 2})
+    _write_run(work_dir, '20260101_120000', [(3, 3), (4, 3)], {3, 4},
+               loss_of=lambda e: 100.0 + e)
+    curves = load_training_curves(work_dir)
+    assert list(curves.index) == [1, 2, 3, 4]
+    assert list(curves['train_loss']) == [9.0, 8.0, 103.0, 104.0]  # epoch 3 from the resume
+    assert list(curves['val_accuracy/top1']) == [10.0, 20.0, 30.0, 40.0]
+    assert curves.loc[4, 'lr'] == pytest.approx(0.025)
+
+
+@pytest.fixture(scope='module')
+def resumed_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('analysis')
+    data = make_image_folder(str(tmp / 'data'), ['0', '1', '2'], per_class=8, val_per_class=3)
+    work_dir = str(tmp / 'work')
+    train = osp.join('tools', 'train.py')
+    first = run_tool(train, TINY_CONFIG, '--data-root', data, '--work-dir', work_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_tool(train, TINY_CONFIG, '--data-root', data, '--work-dir', work_dir,
+                      '--resume', '--cfg-options', 'train_cfg.max_epochs=3')
+    assert second.returncode == 0, second.stderr[-2000:]
+    return dict(data=data, work_dir=work_dir, log=first.stdout + first.stderr
+                + second.stdout + second.stderr)
+
+
+def test_curves_of_a_real_resumed_run(resumed_run):
+    curves = load_training_curves(resumed_run['work_dir'])
+    assert list(curves.index) == [1, 2, 3]
+    logged = [float(v) for v in re.findall(
+        r'Epoch\(val\) \[\d+\]\[\d+/\d+\]\s+accuracy/top1: ([\d.]+)', resumed_run['log'])]
+    np.testing.assert_allclose(curves['val_accuracy/top1'], logged, atol=1e-3)
+    assert curves['train_loss'].notna().all() and curves['lr'].notna().all()
+
+
+def test_model_stats_of_the_recipe_use_the_real_parameter_count():
+    stats = model_stats(load_config(RECIPE_CONFIG))
+    head = 2048 * 512 + 512 + 2 * 512 + 512 * 100 + 100
+    assert stats['params'] == 86_742_336 + head  # ResNeXt101_32x8d backbone + BioClsHead
+    assert stats['within_budget'] and stats['budget'] == 100e6
+    assert 16e9 < stats['flops'] < 17e9  # multiply-adds at 224 x 224
+
+
+def test_model_stats_tool_fails_over_budget():
+    result = run_tool(osp.join('tools', 'analysis', 'model_stats.py'), TINY_CONFIG,
+                      '--budget', '1000')
+    assert result.returncode == 1 and 'FAIL' in result.stdout
+
+
+def test_report_links_every_figure_and_table(resumed_run):
+    path = write_report(resumed_run['work_dir'], gradcam_images=4)
+    assert path == osp.join(resumed_run['work_dir'], 'report', 'report.html')
+    page = open(path).read()
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page)
+    for name in ('training_curves.png', 'confusion_matrix.png', 'per_class.png',
+                 'confused_pairs.png', 'gradcam.png', 'per_class.csv', 'confused_pairs.csv',
+                 'confusion_matrix.csv', 'predictions_val.csv', 'metrics_val.json'):
+        assert name in linked, name
+    for target in linked:
+        assert osp.getsize(osp.join(osp.dirname(path), target)) > 0, target
+    assert 'top-1 accuracy' in page and 'budget' in page
+
+
+def test_analysis_tools_run_from_saved_predictions(resumed_run, tmp_path):
+    evaluation = run_tool(osp.join('tools', 'test.py'), TINY_CONFIG, resumed_run['work_dir'],
+                          '--data-root', resumed_run['data'], '--work-dir', str(tmp_path))
+    assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+    result = run_tool(osp.join('tools', 'analysis', 'confusion_matrix.py'),
+                      '--predictions', str(tmp_path / 'predictions_val.csv'))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ('confusion_matrix.png', 'per_class.csv', 'confused_pairs.png'):
+        assert osp.getsize(tmp_path / 'analysis' / name) > 0
+    curves = run_tool(osp.join('tools', 'analysis', 'curves.py'), resumed_run['work_dir'],
+                      '--out-dir', str(tmp_path / 'curves'))
+    assert curves.returncode == 0 and '3 epochs' in curves.stdout
+
+
+def test_tensorboard_switch(monkeypatch):
+    cfg = load_config(TINY_CONFIG)
+    monkeypatch.setattr('importlib.util.find_spec', lambda name: None)
+    with pytest.raises(ConfigError, match='pip install tensorboard'):
+        enable_tensorboard(cfg)
+    monkeypatch.setattr('importlib.util.find_spec', lambda name: object())
+    enable_tensorboard(cfg)
+    enable_tensorboard(cfg)
+    assert [b['type'] for b in cfg.visualizer.vis_backends] == [
+        'LocalVisBackend', 'TensorboardVisBackend']

@@ -1,0 +1,33 @@
+"""One-page HTML report of a run: metrics, curves, confusion matrix, per-class accuracy,
+confused pairs, Grad-CAM and model size, with every figure and table beside it.
+
+    python tools/analysis/report.py work_dirs/bio_resnext          # → work_dirs/bio_resnext/report/
+"""
+import sys
+
+import bioplugin  # noqa: F401
+from bioplugin.analysis import write_report
+from bioplugin.apis.cli import run_tool, tool_parser
+
+
+def main(argv=None) -> int:
+    parser = tool_parser(__doc__)
+    parser.add_argument('work_dir')
+    parser.add_argument('--config', help='default: the config saved in the work dir')
+    parser.add_argument('--checkpoint', help='default: the best checkpoint of the work dir')
+    parser.add_argument('--out-dir', help='default: <work_dir>/report')
+    parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    parser.add_argument('--gradcam-images', type=int, default=8)
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        path = write_report(args.work_dir, args.config, args.checkpoint, args.out_dir,
+                            args.device, args.gradcam_images)
+        print(f'Report: {path}')
+        return 0
+
+    return run_tool(body)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
