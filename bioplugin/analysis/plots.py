@@ -73,8 +73,8 @@ def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy'):
     axis.set_title(f'Per-class {metric} (worst at the top)')
     axis.invert_yaxis()
     mean = table[metric].mean()
-    axis.axvline(mean, color='grey', linestyle='--', linewidth=1)
-    axis.text(mean, -0.6, f' mean {mean:.2f}', color='grey', fontsize=8)
+    axis.axvline(mean, color='grey', linestyle='--', linewidth=1, label=f'mean {mean:.2f}')
+    axis.legend(loc='lower right', fontsize=8)
     return figure
 
 
