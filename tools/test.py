@@ -9,6 +9,8 @@ import sys
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import BioClassifier, evaluate_to_files, load_config, predict_split
 from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
+from bioplugin.apis.distributed import LAUNCHERS, setup_distributed
+from mmengine.dist import is_main_process
 from bioplugin.evaluation import format_metrics
 
 
@@ -37,6 +39,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--num-workers', type=int, default=2, help='image decoding processes')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='multi-process launcher (tools/dist_test.sh sets it)')
     add_config_options(parser)
     return parser.parse_args(argv)
 
@@ -45,6 +49,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
+        setup_distributed(args.launcher)
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
         classifier = BioClassifier(cfg, args.checkpoint, device=args.device, tta=args.tta)
         loader_args = dict(batch_size=args.batch_size, num_workers=args.num_workers)
@@ -53,10 +58,13 @@ def main(argv=None) -> int:
                                   class_names=args.class_names,
                                   include_index=args.include_index,
                                   full_name=args.full_name, **loader_args)
-            print(f'Wrote {len(frame)} predictions to {args.csv}')
+            if is_main_process():
+                print(f'Wrote {len(frame)} predictions to {args.csv}')
             return 0
         split = args.split or 'val'
         result = evaluate_to_files(classifier, cfg.work_dir, split, **loader_args)
+        if not is_main_process():
+            return 0
         print(f'\n{split} split, {classifier.checkpoint_path}' + (' (TTA)' if args.tta else ''))
         print(format_metrics(result['metrics'], len(result['predictions'])))
         print(f"Metrics: {result['metrics_file']}\n"

@@ -9,6 +9,8 @@ import sys
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import build_train_config, train
 from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
+from bioplugin.apis.distributed import LAUNCHERS
+from mmengine.dist import is_main_process
 
 
 def parse_args(argv=None):
@@ -26,6 +28,11 @@ def parse_args(argv=None):
                         help='train the head with M times the base learning rate')
     parser.add_argument('--tensorboard', action='store_true',
                         help='also log for TensorBoard (needs `pip install tensorboard`)')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='multi-process launcher (tools/dist_train.sh, tools/slurm_train.sh '
+                        'set it)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate with the global batch size')
     add_config_options(parser)
     return parser.parse_args(argv)
 
@@ -39,8 +46,11 @@ def main(argv=None) -> int:
                                  amp=args.amp, seed=args.seed,
                                  freeze_stages=args.freeze_stages,
                                  head_lr_mult=args.head_lr_mult,
-                                 tensorboard=args.tensorboard)
+                                 tensorboard=args.tensorboard, launcher=args.launcher,
+                                 auto_scale_lr=args.auto_scale_lr)
         runner = train(cfg)
+        if not is_main_process():
+            return 0
         best = runner.message_hub.get_info('best_ckpt')
         if best:
             score = runner.message_hub.get_info('best_score')

@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import pandas as pd
+from mmengine.dist import is_main_process
 
 from ..errors import ConfigError
 from ..evaluation import (compute_metrics, image_names, prediction_frame, read_class_names,
@@ -55,13 +56,14 @@ def evaluate_to_files(classifier: BioClassifier, out_dir: str, split: str = 'val
     class list, checkpoint) and ``predictions_<split>[_tta].csv`` in ``out_dir``."""
     metrics, frame = evaluate_split(classifier, split, batch_size, num_workers, progress)
     suffix = '_tta' if classifier.tta else ''
-    metrics_file = save_metrics_json(
-        osp.join(out_dir, f'metrics_{split}{suffix}.json'), metrics, images=len(frame),
-        split=split, tta=classifier.tta, classes=list(classifier.classes),
-        config=classifier.cfg.filename, checkpoint=classifier.checkpoint_path,
-        time=time.strftime('%Y-%m-%d %H:%M:%S'))
-    predictions_file = write_csv_atomic(frame, osp.join(out_dir,
-                                                        f'predictions_{split}{suffix}.csv'))
+    metrics_file = osp.join(out_dir, f'metrics_{split}{suffix}.json')
+    predictions_file = osp.join(out_dir, f'predictions_{split}{suffix}.csv')
+    if is_main_process():  # one writer in a distributed run
+        save_metrics_json(
+            metrics_file, metrics, images=len(frame), split=split, tta=classifier.tta,
+            classes=list(classifier.classes), config=classifier.cfg.filename,
+            checkpoint=classifier.checkpoint_path, time=time.strftime('%Y-%m-%d %H:%M:%S'))
+        write_csv_atomic(frame, predictions_file)
     return dict(metrics=metrics, predictions=frame, metrics_file=metrics_file,
                 predictions_file=predictions_file)
 
@@ -83,6 +85,6 @@ def predict_split(classifier: BioClassifier, split: str = 'test',
     scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
     frame = prediction_frame(names, scores, classifier.classes, topk=topk,
                              class_names=mapping, include_index=include_index)
-    if csv_path:
+    if csv_path and is_main_process():  # one writer in a distributed run
         write_csv_atomic(frame, csv_path)
     return frame

@@ -1,5 +1,6 @@
 """Predict with a trained classifier: image files, folders or numpy arrays in, a table out."""
 import copy
+import os
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
@@ -10,6 +11,7 @@ import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.dataset import default_collate
+from mmengine.dist import get_dist_info, is_main_process
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
@@ -23,12 +25,17 @@ from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_check
 from ..errors import ConfigError, DatasetError
 from ..evaluation.prediction_table import image_names, prediction_frame
 from .config import build_split_dataset, load_config
+from .distributed import map_sharded
 
 ImageInput = Union[str, np.ndarray]
 
 
 def default_device() -> str:
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+    """This process's GPU when there is one (``cuda:LOCAL_RANK`` in a distributed run)."""
+    if not torch.cuda.is_available():
+        return 'cpu'
+    _, world = get_dist_info()
+    return f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if world > 1 else 'cuda'
 
 
 def tta_pipeline(cfg: Config) -> list:
@@ -135,14 +142,23 @@ class BioClassifier:
     def _config_classes(self) -> tuple:
         return tuple(build_split_dataset(self.cfg, 'train').metainfo['classes'])
 
-    @torch.no_grad()
     def predict_scores(self, images: Sequence[ImageInput], batch_size: int = 32,
                        num_workers: int = 0, progress: bool = False) -> np.ndarray:
-        """Class probabilities, ``(len(images), len(classes))``, in input order."""
+        """Class probabilities, ``(len(images), len(classes))``, in input order.
+
+        In a distributed run each process scores its share of the images and every process
+        gets the whole table back.
+        """
+        return map_sharded(lambda indices: self._scores([images[i] for i in indices],
+                                                        batch_size, num_workers, progress),
+                           len(images))
+
+    @torch.no_grad()
+    def _scores(self, images, batch_size, num_workers, progress) -> np.ndarray:
         loader = DataLoader(ImageListDataset(images, self.pipeline_cfg), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=default_collate,
                             pin_memory=self.device.type == 'cuda')
-        bar = ProgressBar(len(images)) if progress else None
+        bar = ProgressBar(len(images)) if progress and is_main_process() else None
         scores = []
         for batch in loader:
             samples = self.model.test_step(batch)

@@ -3,15 +3,18 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from ..datasets.class_balance import class_counts, inverse_frequency_weights
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import fit_topk
 from .config import (build_split_dataset, enable_tensorboard, load_config, set_amp,
                      set_finetuning, set_seed)
+from .distributed import configure_distributed_training, main_process_first, setup_distributed
 
 
 def build_train_config(config: str,
@@ -23,11 +26,13 @@ def build_train_config(config: str,
                        seed: Optional[int] = None,
                        freeze_stages: Optional[int] = None,
                        head_lr_mult: Optional[float] = None,
-                       tensorboard: bool = False) -> Config:
+                       tensorboard: bool = False,
+                       launcher: str = 'none',
+                       auto_scale_lr: bool = False) -> Config:
     """The training config with command-line choices applied.
 
     ``resume='auto'`` continues from the latest checkpoint of ``work_dir``; a path continues
-    from that checkpoint.
+    from that checkpoint. ``launcher`` is ``'none'``, ``'pytorch'`` (torchrun) or ``'slurm'``.
     """
     cfg = load_config(config, cfg_options, work_dir, data_root)
     if amp:
@@ -36,6 +41,11 @@ def build_train_config(config: str,
     set_finetuning(cfg, freeze_stages, head_lr_mult)
     if tensorboard:
         enable_tensorboard(cfg)
+    configure_distributed_training(cfg, launcher)
+    if auto_scale_lr:
+        # lr × (processes × batch size) / auto_scale_lr.base_batch_size
+        cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or dict(base_batch_size=64),
+                                 enable=True)
     if resume is not None:
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume
@@ -74,9 +84,32 @@ def check_training_data(cfg: Config) -> None:
         raise ConfigError(
             f'The training split has {len(dataset)} images, fewer than one batch of '
             f'{loader.batch_size}; lower `train_dataloader.batch_size`.')
+    apply_class_weights(cfg, dataset)
     if classes:
         fit_topk(_as_list(cfg.get('val_evaluator')) + _as_list(cfg.get('test_evaluator')),
                  len(classes))
+
+
+CLASS_WEIGHT_MODES = {'inverse_frequency': 'uniform', 'sqrt_inverse_frequency': 'sqrt'}
+
+
+def apply_class_weights(cfg: Config, dataset) -> None:
+    """Turn ``loss.class_weight='inverse_frequency'`` (or ``'sqrt_inverse_frequency'``) into
+    per-class weights computed from the training folders::
+
+        model = dict(head=dict(loss=dict(class_weight='inverse_frequency')))
+    """
+    loss = cfg.model.get('head', {}).get('loss', {})
+    weight = loss.get('class_weight') if isinstance(loss, dict) else None
+    if not isinstance(weight, str):
+        return
+    if weight not in CLASS_WEIGHT_MODES:
+        raise ConfigError(f'loss.class_weight={weight!r}: use a list of weights or one of '
+                          f'{", ".join(CLASS_WEIGHT_MODES)}.')
+    weights = inverse_frequency_weights(class_counts(dataset), CLASS_WEIGHT_MODES[weight])
+    cfg.model.head.loss.class_weight = [round(float(w), 6) for w in weights]
+    print_log(f'Loss class weights ({weight}): ' + ', '.join(f'{w:.3f}' for w in weights),
+              logger='current')
 
 
 def _as_list(value) -> list:
@@ -87,13 +120,15 @@ def _as_list(value) -> list:
 
 def train(cfg: Config) -> Runner:
     """Check the inputs, build MMEngine's Runner from ``cfg`` and train. Returns the Runner."""
+    setup_distributed(cfg.get('launcher', 'none'))
     check_resume_target(cfg)
     check_training_data(cfg)
     if cfg.get('resume'):
         # every weight comes from the checkpoint: skip the ImageNet initialisation
         cfg.merge_from_dict({key: None for key, _, _ in iter_pretrained_init_cfgs(cfg.model)})
     else:
-        resolve_pretrained_checkpoints(cfg.model)
+        # the first process downloads and converts; the others then find the cached files
+        main_process_first(lambda: resolve_pretrained_checkpoints(cfg.model))
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
     return runner
