@@ -1,4 +1,6 @@
 from .bio_dataset import BioDataset, sort_class_names
+from .samplers import ClassBalancedSampler
 from .transforms import BioColorJitter, BioRandomAffine
 
-__all__ = ['BioDataset', 'sort_class_names', 'BioColorJitter', 'BioRandomAffine']
+__all__ = ['BioColorJitter', 'BioDataset', 'BioRandomAffine', 'ClassBalancedSampler',
+           'sort_class_names']

@@ -1,0 +1,3 @@
+from .balanced_sampler import ClassBalancedSampler
+
+__all__ = ['ClassBalancedSampler']
