@@ -3,7 +3,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from mmengine.dataset import default_collate
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image

@@ -26,7 +26,8 @@ def read_predictions(path: str) -> Tuple[pd.DataFrame, list]:
                             .replace('.csv', '.json'))
     classes = None
     if osp.isfile(metrics_file):
-        classes = json.load(open(metrics_file)).get('classes')
+        with open(metrics_file) as file:
+            classes = json.load(file).get('classes')
     if not classes:
         classes = sort_class_names(set(frame.gt_label) | set(frame.pred_label))
     return frame, [str(name) for name in classes]

@@ -86,8 +86,8 @@ def check_training_data(cfg: Config) -> None:
             f'{loader.batch_size}; lower `train_dataloader.batch_size`.')
     apply_class_weights(cfg, dataset)
     if classes:
-        fit_topk(_as_list(cfg.get('val_evaluator')) + _as_list(cfg.get('test_evaluator')),
-                 len(classes))
+        for name in ('val_evaluator', 'test_evaluator'):
+            fit_topk(cfg.get(name), len(classes))
 
 
 CLASS_WEIGHT_MODES = {'inverse_frequency': 'uniform', 'sqrt_inverse_frequency': 'sqrt'}
@@ -110,12 +110,6 @@ def apply_class_weights(cfg: Config, dataset) -> None:
     cfg.model.head.loss.class_weight = [round(float(w), 6) for w in weights]
     print_log(f'Loss class weights ({weight}): ' + ', '.join(f'{w:.3f}' for w in weights),
               logger='current')
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def train(cfg: Config) -> Runner:

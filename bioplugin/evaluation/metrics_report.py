@@ -19,9 +19,16 @@ DISPLAY_NAMES = {
 }
 
 
+def evaluator_list(evaluator_cfgs) -> list:
+    """An evaluator config as a list of metric configs (a config may give one dict or a list)."""
+    if evaluator_cfgs is None:
+        return []
+    return list(evaluator_cfgs) if isinstance(evaluator_cfgs, (list, tuple)) else [evaluator_cfgs]
+
+
 def fit_topk(evaluator_cfgs, num_classes: int) -> None:
     """Drop top-k accuracies with k above the class count (MMPretrain would crash)."""
-    for evaluator in evaluator_cfgs:
+    for evaluator in evaluator_list(evaluator_cfgs):
         if evaluator.get('type') == 'Accuracy':
             topk = evaluator.get('topk', (1, ))
             topk = (topk, ) if isinstance(topk, int) else tuple(topk)
@@ -31,9 +38,7 @@ def fit_topk(evaluator_cfgs, num_classes: int) -> None:
 def compute_metrics(scores: np.ndarray, gt_labels: Sequence[int], evaluator_cfgs,
                     classes: Sequence[str]) -> dict:
     """Run the config's evaluators (e.g. ``val_evaluator``) on ``(N, C)`` class scores."""
-    evaluator_cfgs = [dict(cfg) for cfg in
-                      (evaluator_cfgs if isinstance(evaluator_cfgs, (list, tuple))
-                       else [evaluator_cfgs])]
+    evaluator_cfgs = [dict(cfg) for cfg in evaluator_list(evaluator_cfgs)]
     fit_topk(evaluator_cfgs, len(classes))
     evaluator = Evaluator([METRICS.build(cfg) for cfg in evaluator_cfgs])
     evaluator.dataset_meta = dict(classes=tuple(classes))
