@@ -18,3 +18,7 @@ class ConfigError(BioPluginError, ValueError):
 
 class CheckpointError(BioPluginError, RuntimeError):
     """A checkpoint cannot be found, fetched or loaded."""
+
+
+class OutputError(BioPluginError, OSError):
+    """Results cannot be written: the folder is not writable or the disk is full."""

@@ -7,6 +7,7 @@ from typing import Callable
 from mmengine.config import DictAction
 
 from ..errors import BioPluginError
+from ..fileio import DISK_FULL_ERRNOS, as_output_error
 
 
 def tool_parser(doc: str) -> argparse.ArgumentParser:
@@ -24,12 +25,25 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                         help='override config entries, e.g. optim_wrapper.optimizer.lr=5e-4')
 
 
+def add_trust_checkpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow a checkpoint that holds pickled Python objects besides '
+                        'weights; only for files from a source you trust (unpickling can run '
+                        'code)')
+
+
 def run_tool(body: Callable[[], int]) -> int:
-    """Run a tool's body; a user error prints one ``error: …`` line and returns 2."""
+    """Run a tool's body; a user error (or a full disk) prints one ``error: …`` line and
+    returns 2."""
     try:
         return body()
     except BioPluginError as error:
         print(f'error: {error}', file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        print(f'error: {as_output_error(error)}', file=sys.stderr)
         return 2
 
 
@@ -43,6 +57,7 @@ def add_prediction_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out-dir', help='where the files go (default: analysis/ next to the '
                         'predictions or in the checkpoint\'s work dir)')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    add_trust_checkpoint(parser)
     add_config_options(parser)
 
 

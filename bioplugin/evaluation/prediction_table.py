@@ -6,15 +6,14 @@ never an internal index). ``topk`` adds ``top{i}_label`` / ``top{i}_score`` colu
 name mapping adds ``pred_name`` / ``top{i}_name`` columns, in the spirit of timm's
 ``inference.py``.
 """
-import os
 import os.path as osp
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DatasetError
+from ..fileio import atomic_open
 
 
 def image_names(paths: Sequence[str], full_name: bool = False) -> list:
@@ -35,24 +34,31 @@ def prediction_frame(names: Sequence[str],
                      classes: Sequence[str],
                      topk: int = 1,
                      class_names: Optional[Dict[str, str]] = None,
-                     include_index: bool = False) -> pd.DataFrame:
+                     include_index: bool = False,
+                     errors: Optional[Dict[int, str]] = None) -> pd.DataFrame:
     """One row per image: ``image_name``, ``pred_label``, ``score`` and optional extras.
 
     ``scores`` is ``(N, C)`` class probabilities in the order of ``classes``; ``topk > 1`` adds
     the labels and scores of the k best classes; ``class_names`` maps a class label to a
     readable name; ``include_index`` adds the internal class index.
+
+    A NaN row (an image that could not be read) keeps its place with empty labels and NaN
+    scores; ``status`` (``'ok'`` or ``'unreadable: <reason>'`` from ``errors``) is added when
+    there is such a row.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(names), len(classes)):
         raise ValueError(f'scores of shape {scores.shape} do not match {len(names)} images '
                          f'and {len(classes)} classes')
     topk = max(1, min(int(topk), len(classes)))
-    order = np.argsort(-scores, axis=1, kind='stable')[:, :topk]
+    failed = np.isnan(scores).any(axis=1)
+    order = np.argsort(-np.nan_to_num(scores, nan=0.0), axis=1, kind='stable')[:, :topk]
     labels = np.asarray(classes, dtype=object)[order]
+    labels[failed] = ''
     best_scores = np.take_along_axis(scores, order, axis=1)
     frame = pd.DataFrame({'image_name': list(names), 'pred_label': labels[:, 0]})
     if include_index:
-        frame['pred_index'] = order[:, 0]
+        frame['pred_index'] = np.where(failed, -1, order[:, 0])
     if class_names is not None:
         frame['pred_name'] = [class_names.get(label, label) for label in labels[:, 0]]
     frame['score'] = best_scores[:, 0]
@@ -62,6 +68,10 @@ def prediction_frame(names: Sequence[str],
             frame[f'top{rank + 1}_name'] = [class_names.get(label, label)
                                             for label in labels[:, rank]]
         frame[f'top{rank + 1}_score'] = best_scores[:, rank]
+    if failed.any():
+        errors = errors or {}
+        frame['status'] = ['unreadable: ' + errors.get(i, 'see the log') if bad else 'ok'
+                           for i, bad in enumerate(failed)]
     return frame
 
 
@@ -86,20 +96,6 @@ def read_class_names(path: str, classes: Sequence[str]) -> Dict[str, str]:
 def write_csv_atomic(frame: pd.DataFrame, path: str, float_format: str = '%.6f') -> str:
     """Write ``frame`` to ``path`` through a temporary file and a rename: a crash never leaves
     a half-written CSV."""
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', dir=directory)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(temporary, 0o666 & ~umask)  # the permissions a plain open() would give
-        with os.fdopen(handle, 'w', newline='', encoding='utf-8') as file:
-            frame.to_csv(file, index=False, float_format=float_format)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if osp.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_open(path, 'w', encoding='utf-8') as file:
+        frame.to_csv(file, index=False, float_format=float_format)
     return path

@@ -1,17 +1,29 @@
+import os.path as osp
+from contextlib import contextmanager
+
+from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 
 from mmpretrain.registry import HOOKS
 
+from ...fileio import atomic_write
+
 
 @HOOKS.register_module()
 class EpochEndCheckpointHook(CheckpointHook):
-    """MMEngine's ``CheckpointHook`` that writes the epoch checkpoint at the end of the epoch.
+    """MMEngine's ``CheckpointHook`` that writes the epoch checkpoint at the end of the epoch,
+    crash-safely.
 
     The stock hook saves right after the training iterations, before validation, so a run
     resumed from ``epoch_N.pth`` has lost what validation N changed: the plateau scheduler's
     step, the early-stopping count and the best score. This hook defers the periodic save to
     after validation (the hook runs last), or to the start of the next epoch / the end of
-    training when no validation follows. Best checkpoints are saved as before::
+    training when no validation follows.
+
+    Every file is written through a temporary file and a rename (the ``atomic_local``
+    backend), ``last_checkpoint`` is updated only once the new checkpoint is complete, and an
+    outdated checkpoint (epoch or best) is removed only after its successor is on disk, so a
+    kill at any moment leaves a complete checkpoint to resume from::
 
         default_hooks = dict(checkpoint=dict(
             type='EpochEndCheckpointHook', interval=1, max_keep_ckpts=1,
@@ -20,8 +32,9 @@ class EpochEndCheckpointHook(CheckpointHook):
 
     priority = 'LOWEST'
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, backend_args=None, **kwargs):
+        super().__init__(*args, backend_args=backend_args or dict(backend='atomic_local'),
+                         **kwargs)
         self._save_pending = False
 
     def after_train_epoch(self, runner) -> None:
@@ -50,3 +63,60 @@ class EpochEndCheckpointHook(CheckpointHook):
         epoch = runner.epoch
         runner.logger.info(f'Saving checkpoint at {epoch} epochs')
         self._save_checkpoint_with_step(runner, epoch, meta=dict(epoch=epoch, iter=runner.iter))
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        """Save ``step``'s checkpoint, point ``last_checkpoint`` at it, then drop the oldest."""
+        outdated = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
+                                            and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+            backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        for old_step in outdated:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old_step))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        with self._removals_after_save():
+            super()._save_best_checkpoint(runner, metrics)
+
+    @contextmanager
+    def _removals_after_save(self):
+        """Hold back the file removals the stock best-checkpoint logic does before saving."""
+        backend = self.file_backend
+        deferred = _DeferredRemovals(backend)
+        self.file_backend = deferred
+        try:
+            yield
+        finally:
+            self.file_backend = backend
+        for path in deferred.paths:
+            if backend.isfile(path):
+                backend.remove(path)
+
+
+class _DeferredRemovals:
+    """A file backend proxy that records ``remove`` calls instead of running them."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.paths = []
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def remove(self, path) -> None:
+        self.paths.append(path)
