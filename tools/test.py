@@ -8,8 +8,9 @@ import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import BioClassifier, evaluate_to_files, load_config, predict_split
-from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
+from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
 from bioplugin.apis.distributed import LAUNCHERS, setup_distributed
+from bioplugin.apis.evaluate import unreadable_rows
 from mmengine.dist import is_main_process
 from bioplugin.evaluation import format_metrics
 
@@ -41,8 +42,18 @@ def parse_args(argv=None):
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='multi-process launcher (tools/dist_test.sh sets it)')
+    add_trust_checkpoint(parser)
     add_config_options(parser)
     return parser.parse_args(argv)
+
+
+def report_unreadable(frame) -> None:
+    bad = unreadable_rows(frame)
+    if len(bad):
+        print(f'warning: {len(bad)} image(s) could not be read; their rows have an empty '
+              'pred_label and the reason in the status column:', file=sys.stderr)
+        for name, status in zip(bad.image_name, bad.status):
+            print(f'  {name}: {status}', file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -51,7 +62,8 @@ def main(argv=None) -> int:
     def body() -> int:
         setup_distributed(args.launcher)
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
-        classifier = BioClassifier(cfg, args.checkpoint, device=args.device, tta=args.tta)
+        classifier = BioClassifier(cfg, args.checkpoint, device=args.device, tta=args.tta,
+                                   trust_checkpoint=args.trust_checkpoint)
         loader_args = dict(batch_size=args.batch_size, num_workers=args.num_workers)
         if args.csv:
             frame = predict_split(classifier, args.split or 'test', args.csv, topk=args.topk,
@@ -60,6 +72,7 @@ def main(argv=None) -> int:
                                   full_name=args.full_name, **loader_args)
             if is_main_process():
                 print(f'Wrote {len(frame)} predictions to {args.csv}')
+                report_unreadable(frame)
             return 0
         split = args.split or 'val'
         result = evaluate_to_files(classifier, cfg.work_dir, split, **loader_args)
@@ -67,6 +80,7 @@ def main(argv=None) -> int:
             return 0
         print(f'\n{split} split, {classifier.checkpoint_path}' + (' (TTA)' if args.tta else ''))
         print(format_metrics(result['metrics'], len(result['predictions'])))
+        report_unreadable(result['predictions'])
         print(f"Metrics: {result['metrics_file']}\n"
               f"Per-image predictions: {result['predictions_file']}")
         return 0

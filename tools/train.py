@@ -8,7 +8,7 @@ import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import build_train_config, train
-from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
+from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
 from bioplugin.apis.distributed import LAUNCHERS
 from mmengine.dist import is_main_process
 
@@ -33,6 +33,7 @@ def parse_args(argv=None):
                         'set it)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate with the global batch size')
+    add_trust_checkpoint(parser)
     add_config_options(parser)
     return parser.parse_args(argv)
 
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
                                  head_lr_mult=args.head_lr_mult,
                                  tensorboard=args.tensorboard, launcher=args.launcher,
                                  auto_scale_lr=args.auto_scale_lr)
-        runner = train(cfg)
+        runner = train(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0
         best = runner.message_hub.get_info('best_ckpt')

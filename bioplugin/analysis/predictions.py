@@ -36,13 +36,13 @@ def read_predictions(path: str) -> Tuple[pd.DataFrame, list]:
 def predictions_for_analysis(predictions: Optional[str] = None, config: Optional[str] = None,
                              checkpoint: Optional[str] = None, cfg_options=None,
                              data_root: Optional[str] = None, device: Optional[str] = None,
-                             **loader_args) -> Tuple[pd.DataFrame, list]:
+                             trust_checkpoint: bool = False, **loader_args) -> Tuple[pd.DataFrame, list]:
     """Saved predictions when given, else evaluate ``checkpoint`` on the val split."""
     if predictions:
         return read_predictions(predictions)
     if not (config and checkpoint):
         raise ConfigError('Pass CONFIG and CHECKPOINT, or --predictions FILE.')
     classifier = BioClassifier(load_config(config, cfg_options, data_root=data_root),
-                               checkpoint, device=device)
+                               checkpoint, device=device, trust_checkpoint=trust_checkpoint)
     _, frame = evaluate_split(classifier, 'val', **loader_args)
     return frame, list(classifier.classes)

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..evaluation import (compute_metrics, image_names, prediction_frame, read_class_names,
                           save_metrics_json, write_csv_atomic)
 from .config import build_split_dataset
-from .inference import BioClassifier
+from .inference import BioClassifier, unreadable_reasons
 
 
 def split_dataset(classifier: BioClassifier, split: str):
@@ -34,7 +34,8 @@ def evaluate_split(classifier: BioClassifier, split: str = 'val', batch_size: in
                    num_workers: int = 0, progress: bool = True) -> Tuple[dict, pd.DataFrame]:
     """Metrics of the config's ``val_evaluator`` on a labeled split, and the per-image table
     (``image_name`` = path inside the split, ``pred_label``, ``score``, ``gt_label``,
-    ``image_path``)."""
+    ``image_path``). Images that cannot be read are left out of the metrics and marked in the
+    table's ``status`` column."""
     dataset = split_dataset(classifier, split)
     if not getattr(dataset, 'labeled', True) or 'gt_label' not in dataset.get_data_info(0):
         raise ConfigError(f'The {split} split has no labels to evaluate against; write its '
@@ -42,12 +43,21 @@ def evaluate_split(classifier: BioClassifier, split: str = 'val', batch_size: in
     paths = _image_paths(dataset)
     gt_labels = np.asarray(dataset.get_gt_labels())
     scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
-    metrics = compute_metrics(scores, gt_labels, classifier.cfg.val_evaluator, classifier.classes)
+    errors = unreadable_reasons(paths, scores)
+    readable = np.ones(len(paths), bool)
+    readable[list(errors)] = False
+    metrics = compute_metrics(scores[readable], gt_labels[readable],
+                              classifier.cfg.val_evaluator, classifier.classes)
     relative_paths = [osp.relpath(path, dataset.img_prefix) for path in paths]
-    frame = prediction_frame(relative_paths, scores, classifier.classes)
+    frame = prediction_frame(relative_paths, scores, classifier.classes, errors=errors)
     frame['gt_label'] = np.asarray(classifier.classes, dtype=object)[gt_labels]
     frame['image_path'] = paths
     return metrics, frame
+
+
+def unreadable_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a prediction table whose image could not be read."""
+    return frame[frame['status'] != 'ok'] if 'status' in frame else frame.iloc[:0]
 
 
 def evaluate_to_files(classifier: BioClassifier, out_dir: str, split: str = 'val',
@@ -61,6 +71,7 @@ def evaluate_to_files(classifier: BioClassifier, out_dir: str, split: str = 'val
     if is_main_process():  # one writer in a distributed run
         save_metrics_json(
             metrics_file, metrics, images=len(frame), split=split, tta=classifier.tta,
+            unreadable=unreadable_rows(frame).image_path.tolist(),
             classes=list(classifier.classes), config=classifier.cfg.filename,
             checkpoint=classifier.checkpoint_path, time=time.strftime('%Y-%m-%d %H:%M:%S'))
         write_csv_atomic(frame, predictions_file)
@@ -76,7 +87,8 @@ def predict_split(classifier: BioClassifier, split: str = 'test',
     """One prediction row per image of ``split``, written to ``csv_path`` when given.
 
     ``image_name`` is the file stem (``full_name``: with extension), ``pred_label`` the class
-    folder name; rows follow the dataset's natural file order.
+    folder name; rows follow the dataset's natural file order. An unreadable image keeps its
+    row, with an empty label and the reason in a ``status`` column.
     """
     dataset = split_dataset(classifier, split)
     paths = _image_paths(dataset)
@@ -84,7 +96,8 @@ def predict_split(classifier: BioClassifier, split: str = 'test',
     mapping = read_class_names(class_names, classifier.classes) if class_names else None
     scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
     frame = prediction_frame(names, scores, classifier.classes, topk=topk,
-                             class_names=mapping, include_index=include_index)
+                             class_names=mapping, include_index=include_index,
+                             errors=unreadable_reasons(paths, scores))
     if csv_path and is_main_process():  # one writer in a distributed run
         write_csv_atomic(frame, csv_path)
     return frame

@@ -1,8 +1,9 @@
 """Predict with a trained classifier: image files, folders or numpy arrays in, a table out."""
 import copy
+import logging
 import os
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.dataset import default_collate
 from mmengine.dist import get_dist_info, is_main_process
+from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
@@ -20,8 +22,10 @@ from mmpretrain.datasets import remove_transform
 from mmpretrain.registry import MODELS, TRANSFORMS
 
 from ..datasets.bio_dataset import scan_images
+from ..datasets.image_io import BadImageError, load_image
 from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_checkpoint,
                                     resolve_checkpoint)
+from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import ConfigError, DatasetError
 from ..evaluation.prediction_table import image_names, prediction_frame
 from .config import build_split_dataset, load_config
@@ -52,24 +56,49 @@ def tta_pipeline(cfg: Config) -> list:
 
 
 class ImageListDataset(Dataset):
-    """Image paths and arrays through the test pipeline, for a DataLoader."""
+    """Image paths and arrays through the test pipeline, for a DataLoader.
+
+    A file that cannot be read becomes a black placeholder whose data sample carries
+    ``load_error`` (the reason), so every input keeps its place in the output.
+    """
 
     def __init__(self, images: Sequence[ImageInput], pipeline_cfg: list):
         self.images = images
         self.file_pipeline = Compose([TRANSFORMS.build(t) for t in pipeline_cfg])
         self.array_pipeline = Compose(
-            [TRANSFORMS.build(t) for t in remove_transform(pipeline_cfg, 'LoadImageFromFile')])
+            [TRANSFORMS.build(t) for t in remove_transform(pipeline_cfg, 'BioLoadImage')])
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, index):
         image = self.images[index]
-        if isinstance(image, str):
+        if not isinstance(image, str):
+            return self._from_array(as_bgr_uint8(image))
+        try:
             return self.file_pipeline(dict(img_path=image))
-        image = as_bgr_uint8(image)
+        except BadImageError as error:
+            print_log(f'Unreadable image, no prediction: {error}', logger='current',
+                      level=logging.WARNING)
+            data = self._from_array(np.zeros((PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3), np.uint8))
+            samples = data['data_samples']  # a list of views under test-time augmentation
+            for sample in samples if isinstance(samples, list) else [samples]:
+                sample.set_metainfo(dict(load_error=error.reason))
+            return data
+
+    def _from_array(self, image: np.ndarray) -> dict:
         return self.array_pipeline(dict(img=image, img_shape=image.shape[:2],
                                         ori_shape=image.shape[:2]))
+
+
+PLACEHOLDER_SIZE = 256
+
+
+def load_errors(batch: dict) -> list:
+    """Per image of a collated batch: why it could not be read, or None."""
+    samples = batch['data_samples']
+    first_view = samples[0] if samples and isinstance(samples[0], (list, tuple)) else samples
+    return [sample.metainfo.get('load_error') for sample in first_view]
 
 
 def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
@@ -84,6 +113,18 @@ def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return image
     raise DatasetError(f'Cannot read an image array of shape {image.shape}.')
+
+
+def unreadable_reasons(images: Sequence[ImageInput], scores: np.ndarray) -> Dict[int, str]:
+    """``{index: reason}`` for the inputs whose score row is NaN (they could not be read)."""
+    reasons = {}
+    for index in np.flatnonzero(np.isnan(scores).any(axis=1)):
+        try:
+            load_image(images[index])
+            reasons[int(index)] = 'unreadable'
+        except BadImageError as error:
+            reasons[int(index)] = error.reason
+    return reasons
 
 
 def list_images(folder: str) -> List[str]:
@@ -106,7 +147,8 @@ class BioClassifier:
 
     ``checkpoint`` may be a work dir: its best checkpoint is used. ``tta=True`` averages the
     class probabilities over the config's ``tta_pipeline`` views (by default the image and its
-    horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``.
+    horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``. Checkpoints are unpickled
+    with ``weights_only=True``; ``trust_checkpoint=True`` lifts that for a file you trust.
     """
 
     def __init__(self,
@@ -114,12 +156,15 @@ class BioClassifier:
                  checkpoint: str,
                  device: Optional[str] = None,
                  tta: bool = False,
-                 cfg_options: Optional[dict] = None):
+                 cfg_options: Optional[dict] = None,
+                 trust_checkpoint: bool = False):
         self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
         # nested transforms (TestTimeAug) are built from the default scope's registry
         init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
         self.device = torch.device(device or default_device())
         self.checkpoint_path = checkpoint = resolve_checkpoint(checkpoint)
+        if trust_checkpoint:
+            trust_checkpoint_file(checkpoint)
         self.tta = tta
         model_cfg = dict(self.cfg.model)
         # the Runner merges the top-level data_preprocessor (normalisation) the same way
@@ -144,7 +189,8 @@ class BioClassifier:
 
     def predict_scores(self, images: Sequence[ImageInput], batch_size: int = 32,
                        num_workers: int = 0, progress: bool = False) -> np.ndarray:
-        """Class probabilities, ``(len(images), len(classes))``, in input order.
+        """Class probabilities, ``(len(images), len(classes))``, in input order; the row of
+        an image that cannot be read is NaN.
 
         In a distributed run each process scores its share of the images and every process
         gets the whole table back.
@@ -162,7 +208,10 @@ class BioClassifier:
         scores = []
         for batch in loader:
             samples = self.model.test_step(batch)
-            scores.append(torch.stack([s.pred_score for s in samples]).float().cpu())
+            batch_scores = torch.stack([s.pred_score for s in samples]).float().cpu()
+            failed = [i for i, error in enumerate(load_errors(batch)) if error]
+            batch_scores[failed] = float('nan')
+            scores.append(batch_scores)
             if bar:
                 bar.update(len(samples))
         if bar:
@@ -176,7 +225,8 @@ class BioClassifier:
 
         Returns one row per image (input order; folders in natural file order) with
         ``image_name`` (file stem, or ``array_<i>``), ``pred_label`` (class folder name),
-        ``score`` and, for ``topk > 1``, the next best labels and scores.
+        ``score`` and, for ``topk > 1``, the next best labels and scores. An image that
+        cannot be read keeps its row, with an empty label and a ``status`` column saying why.
         """
         if isinstance(inputs, str):
             images = list_images(inputs) if osp.isdir(inputs) else [inputs]
@@ -190,4 +240,5 @@ class BioClassifier:
         names = image_names([image if isinstance(image, str) else f'array_{i}'
                              for i, image in enumerate(images)])
         scores = self.predict_scores(images, batch_size, num_workers, progress)
-        return prediction_frame(names, scores, self.classes, topk=topk, class_names=class_names)
+        return prediction_frame(names, scores, self.classes, topk=topk, class_names=class_names,
+                                errors=unreadable_reasons(images, scores))

@@ -6,11 +6,13 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..datasets.class_balance import class_counts, inverse_frequency_weights
+from ..engine.checkpoint_io import (latest_complete_checkpoint, read_checkpoint,
+                                    trust_checkpoint)
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
+from ..fileio import check_work_dir
 from ..evaluation import fit_topk
 from .config import (build_split_dataset, enable_tensorboard, load_config, set_amp,
                      set_finetuning, set_seed)
@@ -52,17 +54,30 @@ def build_train_config(config: str,
     return cfg
 
 
-def check_resume_target(cfg: Config) -> None:
-    """Fail early when ``--resume`` has nothing to resume from."""
-    if not cfg.get('resume'):
-        return
-    if cfg.get('load_from'):
-        if not osp.isfile(cfg.load_from):
-            raise CheckpointError(f'Checkpoint {cfg.load_from!r} to resume from does not exist.')
-    elif find_latest_checkpoint(cfg.work_dir) is None:
-        raise CheckpointError(
-            f'Nothing to resume in {cfg.work_dir!r}: it has no last_checkpoint. Pass the '
-            '--work-dir of an earlier run, or run without --resume to start training.')
+def resolve_start_checkpoint(cfg: Config, trust: bool = False) -> Optional[str]:
+    """The checkpoint the run starts from (``--resume`` target or ``load_from``), checked.
+
+    ``--resume`` without a path takes the checkpoint ``last_checkpoint`` names or, if a crash
+    left that one missing or incomplete, the newest complete epoch checkpoint; the choice is
+    written into ``cfg.load_from``. The file is opened safely (memory-mapped, no tensor
+    read) so a refused or broken checkpoint fails before the model is built. ``trust``
+    allows a checkpoint that holds other pickled objects (``--trust-checkpoint``).
+    """
+    path = cfg.get('load_from')
+    if cfg.get('resume') and not path:
+        path = latest_complete_checkpoint(cfg.work_dir)
+        if path is None:
+            raise CheckpointError(
+                f'Nothing to resume in {cfg.work_dir!r}: it has no complete checkpoint. Pass '
+                'the --work-dir of an earlier run, or run without --resume to start training.')
+        cfg.load_from = path
+    if not path:
+        return None
+    if trust:
+        trust_checkpoint(path)
+    read_checkpoint(path, mmap=True)
+    print_log(f"{'Resuming' if cfg.get('resume') else 'Starting'} from {path}", logger='current')
+    return path
 
 
 def check_training_data(cfg: Config) -> None:
@@ -112,10 +127,15 @@ def apply_class_weights(cfg: Config, dataset) -> None:
               logger='current')
 
 
-def train(cfg: Config) -> Runner:
-    """Check the inputs, build MMEngine's Runner from ``cfg`` and train. Returns the Runner."""
+def train(cfg: Config, trust_checkpoint: bool = False) -> Runner:
+    """Check the inputs, build MMEngine's Runner from ``cfg`` and train. Returns the Runner.
+
+    ``trust_checkpoint`` lets the resume / ``load_from`` checkpoint hold pickled objects
+    beyond weights (only for files you trust).
+    """
     setup_distributed(cfg.get('launcher', 'none'))
-    check_resume_target(cfg)
+    check_work_dir(cfg.work_dir)
+    resolve_start_checkpoint(cfg, trust_checkpoint)
     check_training_data(cfg)
     if cfg.get('resume'):
         # every weight comes from the checkpoint: skip the ImageNet initialisation

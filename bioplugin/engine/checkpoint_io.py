@@ -3,10 +3,11 @@ import glob
 import os.path as osp
 import pickle
 import re
+import zipfile
 from typing import Optional, Sequence
 
 import torch
-from mmengine.runner.checkpoint import find_latest_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader, find_latest_checkpoint
 from torch import nn
 
 from ..errors import CheckpointError
@@ -26,25 +27,81 @@ def resolve_checkpoint(path: str) -> str:
                           'last_checkpoint); pass a .pth file.')
 
 
-def read_checkpoint(path: str) -> dict:
-    """Load ``path`` with ``torch.load(weights_only=True)`` and the checkpoint allow-list."""
+_TRUSTED_CHECKPOINTS = set()
+
+
+def trust_checkpoint(path: str) -> None:
+    """Allow ``path`` to be unpickled in full (``weights_only=False``), also when MMEngine
+    loads it (resume, ``load_from``). Only for files from a source you trust: a pickle can
+    run any code. ``--trust-checkpoint`` on the tools calls this."""
+    _TRUSTED_CHECKPOINTS.add(osp.realpath(path))
+
+
+def is_trusted(path: str) -> bool:
+    return osp.realpath(path) in _TRUSTED_CHECKPOINTS
+
+
+def load_checkpoint_file(path: str, map_location='cpu', mmap: bool = False):
+    """``torch.load`` with ``weights_only=True`` and the checkpoint allow-list (unless the file
+    is trusted); every failure becomes one :class:`CheckpointError` sentence."""
     if not osp.isfile(path):
         raise CheckpointError(f'Checkpoint {path!r} does not exist.')
     try:
-        checkpoint = torch.load(path, map_location='cpu')
+        return torch.load(path, map_location=map_location, weights_only=not is_trusted(path),
+                          mmap=mmap)
     except pickle.UnpicklingError as error:
         found = re.search(r'GLOBAL (\S+)', str(error))
         detail = found.group(1) if found else str(error).strip().splitlines()[-1][:120]
         raise CheckpointError(
             f'Refused to load {path!r}: it contains pickled Python objects that are not weights '
-            f'({detail}). Only load checkpoints from sources you trust.') from None
+            f'({detail}), and unpickling them could run arbitrary code. If you trust the file '
+            '(e.g. you wrote it with another tool), pass --trust-checkpoint.') from None
     except Exception as error:  # torch raises KeyError, EOFError, OSError, RuntimeError, ...
         raise CheckpointError(
             f'{path!r} is not a readable PyTorch checkpoint ({type(error).__name__}: '
-            f'{str(error)[:80]}); pass a .pth file written by tools/train.py.') from None
+            f'{str(error)[:80]}); it may be truncated or not a checkpoint.') from None
+
+
+def read_checkpoint(path: str, mmap: bool = False) -> dict:
+    """A checkpoint dict, loaded safely (see :func:`load_checkpoint_file`); ``mmap=True``
+    checks a large file without reading its tensors."""
+    checkpoint = load_checkpoint_file(path, mmap=mmap)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path!r} holds a {type(checkpoint).__name__}, not a checkpoint.')
     return checkpoint
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def _load_local_checkpoint(filename: str, map_location=None):
+    """MMEngine's loader for local files (resume, ``load_from``, ``Pretrained``), with the
+    same checks and messages as :func:`read_checkpoint`."""
+    return load_checkpoint_file(osp.expanduser(filename), map_location)
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    """True when ``path`` is a whole zip-format checkpoint (its central directory, written
+    last, is readable): a file cut short by a crash fails."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def latest_complete_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``last_checkpoint`` names, or, when that one is missing or incomplete,
+    the newest complete ``epoch_N.pth`` / ``iter_N.pth`` of ``work_dir``."""
+    candidates = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as file:
+            candidates.append(file.read().strip())
+    numbered = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + glob.glob(
+        osp.join(work_dir, 'iter_*.pth'))
+    step = lambda path: int(re.findall(r'(\d+)\.pth$', path)[0])  # noqa: E731
+    candidates += sorted((p for p in numbered if re.search(r'_\d+\.pth$', p)), key=step,
+                         reverse=True)
+    return next((path for path in candidates if path and is_complete_checkpoint(path)), None)
 
 
 def checkpoint_classes(checkpoint: dict) -> Optional[tuple]:

@@ -9,7 +9,7 @@ import sys
 import bioplugin  # noqa: F401
 from bioplugin.analysis import explain_predictions, save_figure
 from bioplugin.apis import BioClassifier, evaluate_split, load_config
-from bioplugin.apis.cli import add_config_options, run_tool, tool_parser
+from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
 
 
 def main(argv=None) -> int:
@@ -21,13 +21,15 @@ def main(argv=None) -> int:
     parser.add_argument('--count', type=int, default=8, help='how many val images')
     parser.add_argument('--out', help='PNG path (default: <work dir>/analysis/gradcam.png)')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    add_trust_checkpoint(parser)
     add_config_options(parser)
     args = parser.parse_args(argv)
 
     def body() -> int:
         classifier = BioClassifier(load_config(args.config, args.cfg_options,
                                                data_root=args.data_root),
-                                   args.checkpoint, device=args.device)
+                                   args.checkpoint, device=args.device,
+                                   trust_checkpoint=args.trust_checkpoint)
         if args.images:
             predictions = classifier.predict(args.images)
             predictions['image_path'] = args.images
