@@ -12,7 +12,7 @@ model = dict(
 
 image_size = 128
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='BioLoadImage'),
     dict(type='RandomResizedCrop', scale=image_size, crop_ratio_range=(0.7, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='BioRandomAffine', max_rotate_degree=20, max_translate_ratio=0.1,
@@ -23,7 +23,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='BioLoadImage', min_size=image_size * 8 // 7),
     dict(type='ResizeEdge', scale=image_size * 8 // 7, edge='short'),  # 256:224
     dict(type='CenterCrop', crop_size=image_size),
     dict(type='PackInputs'),

@@ -38,7 +38,7 @@ def test_train_pipeline_holds_the_seven_recipe_operations(recipe):
     assert recipe.data_preprocessor.std == [58.395, 57.12, 57.375]
     assert recipe.data_preprocessor.to_rgb is True
     test_types = [step['type'] for step in recipe.test_pipeline]
-    assert test_types == ['LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'PackInputs']
+    assert test_types == ['BioLoadImage', 'ResizeEdge', 'CenterCrop', 'PackInputs']
     assert recipe.test_pipeline[1]['scale'] == 256 and recipe.test_pipeline[1]['edge'] == 'short'
     assert recipe.test_pipeline[2]['crop_size'] == 224
 

@@ -1,12 +1,20 @@
+import logging
 import os
 import os.path as osp
 import re
+from contextlib import nullcontext
 from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.logging import print_log
 
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from ..errors import DatasetError
+from ..fileio import append_unique_line
+from .image_io import BadImageError
+from .sample_seed import derive_seed, seeded_global_rng
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
                   '.ppm', '.pgm', '.pbm')
@@ -58,7 +66,11 @@ class BioDataset(BaseDataset):
     ``classes_from`` names a sibling split (usually ``'train'``) that defines the classes: a
     labeled split must then hold exactly those class folders, and an unlabeled split (a flat
     folder, ``labeled=False``) still knows the class names. ``classes`` (a list or a file with
-    one name per line) fixes the class list and its order explicitly::
+    one name per line) fixes the class list and its order explicitly.
+
+    An image that cannot be read is logged once, listed in ``bad_image_log`` (the training
+    hooks set ``<work_dir>/bad_images.txt``) and replaced by the next readable one;
+    ``bad_image_policy='raise'`` stops instead::
 
         train_dataloader = dict(dataset=dict(
             type='BioDataset', data_root='data/bio', data_prefix='train'))
@@ -69,17 +81,64 @@ class BioDataset(BaseDataset):
             labeled=False))
     """
 
+    BAD_IMAGE_POLICIES = ('skip', 'raise')
+
     def __init__(self,
                  data_root: str = '',
                  data_prefix: Union[str, dict] = '',
                  labeled: bool = True,
                  classes_from: Optional[str] = None,
                  extensions: Sequence[str] = IMG_EXTENSIONS,
+                 bad_image_policy: str = 'skip',
                  **kwargs):
+        if bad_image_policy not in self.BAD_IMAGE_POLICIES:
+            raise DatasetError(f'bad_image_policy={bad_image_policy!r}: use one of '
+                               f'{", ".join(self.BAD_IMAGE_POLICIES)}.')
         self.labeled = labeled
         self.classes_from = classes_from
         self.extensions = tuple(ext.lower() for ext in extensions)
+        self.bad_image_policy = bad_image_policy
+        self.bad_image_log: Optional[str] = None
+        self._reported_bad_images = set()
+        # (seed, epoch) of the run, shared with loader workers; seed -1: not set
+        self._sample_key = torch.tensor([-1, 0], dtype=torch.int64).share_memory_()
         super().__init__(ann_file='', data_root=data_root, data_prefix=data_prefix, **kwargs)
+
+    def set_sample_seed(self, seed: int, epoch: int) -> None:
+        """Make sample ``i``'s augmentation depend on ``(seed, epoch, i)`` only. Workers see
+        the new epoch, also persistent ones (the key lives in shared memory)."""
+        self._sample_key.copy_(torch.tensor([seed, epoch]))
+
+    def prepare_data(self, idx: int):
+        """The sample through the pipeline; an unreadable image is recorded and, with
+        ``bad_image_policy='skip'``, replaced by the next readable one."""
+        for offset in range(min(len(self), self.max_refetch + 1)):
+            index = (idx + offset) % len(self)
+            try:
+                with self._sample_rng(index):
+                    return super().prepare_data(index)
+            except BadImageError as error:
+                self._record_bad_image(error)
+                if self.bad_image_policy == 'raise':
+                    raise
+        raise DatasetError(f'Found no readable image among {offset + 1} images of '
+                           f'{self.img_prefix!r} (tried from index {idx}); run '
+                           'tools/data/check_dataset.py on the data root.')
+
+    def _sample_rng(self, index: int):
+        seed, epoch = self._sample_key.tolist()
+        return nullcontext() if seed < 0 else seeded_global_rng(derive_seed(seed, epoch, index))
+
+    def _record_bad_image(self, error: BadImageError) -> None:
+        """Log an unreadable image once per process and add it to ``bad_image_log``."""
+        if error.path in self._reported_bad_images:
+            return
+        self._reported_bad_images.add(error.path)
+        action = 'stopping' if self.bad_image_policy == 'raise' else 'skipped'
+        print_log(f'Unreadable image, {action}: {error}', logger='current',
+                  level=logging.WARNING)
+        if self.bad_image_log:
+            append_unique_line(self.bad_image_log, f'{error.path}\t{error.reason}')
 
     def load_data_list(self) -> List[dict]:
         folder = self.img_prefix

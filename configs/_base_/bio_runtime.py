@@ -17,6 +17,11 @@ custom_hooks = [
     dict(type='ResumableEarlyStoppingHook', monitor='accuracy/top1', rule='greater',
          patience=10, min_delta=1e-4),
     dict(type='ParameterCountHook', budget=100e6),
+    # augmentation and dropout drawn from (seed, epoch, sample / iteration): a resumed run
+    # and any num_workers give the same weights as one uninterrupted run
+    dict(type='ReproducibilityHook'),
+    # unreadable images are skipped and listed in <work_dir>/bad_images.txt
+    dict(type='BadImageHook'),
 ]
 
 randomness = dict(seed=42, deterministic=False)

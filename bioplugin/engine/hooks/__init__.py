@@ -1,6 +1,8 @@
+from .bad_image_hook import BadImageHook
 from .epoch_end_checkpoint_hook import EpochEndCheckpointHook
 from .parameter_count_hook import ParameterCountHook, count_parameters
+from .reproducibility_hook import ReproducibilityHook
 from .resumable_early_stopping_hook import ResumableEarlyStoppingHook
 
-__all__ = ['EpochEndCheckpointHook', 'ParameterCountHook', 'ResumableEarlyStoppingHook',
-           'count_parameters']
+__all__ = ['BadImageHook', 'EpochEndCheckpointHook', 'ParameterCountHook',
+           'ReproducibilityHook', 'ResumableEarlyStoppingHook', 'count_parameters']

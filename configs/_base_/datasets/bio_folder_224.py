@@ -9,7 +9,8 @@ std_rgb = [58.395, 57.12, 57.375]
 data_preprocessor = dict(mean=mean_rgb, std=std_rgb, to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # upright 3-channel BGR from any image file; unreadable files are logged and skipped
+    dict(type='BioLoadImage'),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.7, 1.0)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # rotation ±20° (uniform) and translate 0.1 / scale 0.9-1.1 composed into one warp
@@ -23,7 +24,8 @@ train_pipeline = [
 ]
 
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    # large JPEGs are decoded at 1/2, 1/4 or 1/8 size while the short side stays >= 256
+    dict(type='BioLoadImage', min_size=256),
     dict(type='ResizeEdge', scale=256, edge='short'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
