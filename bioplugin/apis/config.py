@@ -1,4 +1,5 @@
 """Load a config and apply the command-line overrides every tool shares."""
+import difflib
 import importlib.util
 import os.path as osp
 from typing import Optional, Sequence
@@ -43,7 +44,8 @@ def load_config(config: str,
 
 
 def _check_override_keys(cfg: Config, cfg_options: dict) -> None:
-    """Refuse ``--cfg-options`` keys whose parent does not exist: usually a typo."""
+    """Refuse ``--cfg-options`` keys that are typos: a parent that does not exist, or a new
+    key that is one slip away from an existing one (``max_epoch`` for ``max_epochs``)."""
     tree = cfg.to_dict()
     for key in cfg_options:
         parts = key.split('.')
@@ -57,6 +59,12 @@ def _check_override_keys(cfg: Config, cfg_options: dict) -> None:
                     f'--cfg-options key {key!r}: {".".join(parts[:depth + 1])!r} is not a '
                     'section of this config; check the spelling.')
             node = child
+        leaf = parts[-1]
+        if isinstance(node, dict) and leaf not in node:
+            close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.8)
+            if close:
+                raise ConfigError(f'--cfg-options key {key!r} is unknown; did you mean '
+                                  f'{".".join(parts[:-1] + close)!r}?')
 
 
 def apply_data_root(cfg: Config) -> None:

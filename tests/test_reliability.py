@@ -1,0 +1,231 @@
+"""Safe checkpoints, crash-safe saves, exact reproducibility and one-line errors."""
+import os
+import os.path as osp
+import pickle
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from bioplugin.apis import BioClassifier
+from bioplugin.engine.checkpoint_io import latest_complete_checkpoint, read_checkpoint
+from bioplugin.errors import CheckpointError, ConfigError, OutputError
+from bioplugin.apis.config import load_config
+from bioplugin.fileio import atomic_write
+from conftest import REPO, TINY_CONFIG, make_image_folder, run_tool
+
+TESTS = osp.join(REPO, 'tests')
+
+
+class _Payload:
+    """Unpickling this runs ``os.system``: it creates ``marker``."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_image_folder(str(tmp_path_factory.mktemp('reliability') / 'data'),
+                             ['0', '1', '2'], per_class=8, val_per_class=3)
+
+
+def _train(data, work_dir, *extra, config=TINY_CONFIG, epochs=3, env=None):
+    args = ['tools/train.py', config, '--data-root', data, '--work-dir', str(work_dir),
+            '--cfg-options', f'train_cfg.max_epochs={epochs}', *extra]
+    if env is None:
+        return run_tool(*args)
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+def _killing_config(tmp_path, hook: dict = None, checkpoint_backend: dict = None) -> str:
+    """The tiny config plus a kill switch (tests/kill_switch.py)."""
+    base = Config.fromfile(TINY_CONFIG)
+    lines = [f'_base_ = [{TINY_CONFIG!r}]',
+             "custom_imports = dict(imports=['bioplugin', 'kill_switch'], "
+             'allow_failed_imports=False)']
+    if hook:
+        lines.append(f'custom_hooks = {base.custom_hooks + [hook]!r}')
+    if checkpoint_backend:
+        lines.append(f'default_hooks = dict(checkpoint=dict(backend_args={checkpoint_backend!r}))')
+    path = tmp_path / 'killing_config.py'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def _env_with_tests_on_path():
+    return dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''))
+
+
+def _final_weights(work_dir) -> dict:
+    return read_checkpoint(osp.join(work_dir, 'epoch_3.pth'))['state_dict']
+
+
+def _assert_same_weights(expected: dict, actual: dict) -> None:
+    assert expected.keys() == actual.keys()
+    different = [key for key in expected if not torch.equal(expected[key], actual[key])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(data, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('uninterrupted')
+    result = _train(data, work_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return _final_weights(work_dir)
+
+
+def test_kill_9_mid_epoch_then_resume_gives_bit_identical_weights(data, uninterrupted,
+                                                                   tmp_path):
+    config = _killing_config(tmp_path, hook=dict(type='KillAtIterationHook', iteration=9))
+    work_dir = tmp_path / 'killed'
+    killed = _train(data, work_dir, config=config, env=_env_with_tests_on_path())
+    assert killed.returncode == -9  # SIGKILL in epoch 2 (iteration 9 of 6 per epoch)
+    assert not osp.exists(work_dir / 'epoch_2.pth')
+    resumed = _train(data, work_dir, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f'Resuming from {work_dir}/epoch_1.pth' in resumed.stdout + resumed.stderr
+    _assert_same_weights(uninterrupted, _final_weights(work_dir))
+
+
+def test_two_loader_workers_give_the_same_weights_as_none(data, uninterrupted, tmp_path):
+    result = _train(data, tmp_path, 'train_dataloader.num_workers=2',
+                    'train_dataloader.persistent_workers=True')
+    assert result.returncode == 0, result.stderr[-2000:]
+    _assert_same_weights(uninterrupted, _final_weights(tmp_path))
+
+
+def test_kill_during_checkpoint_save_keeps_the_previous_one(data, uninterrupted, tmp_path):
+    config = _killing_config(
+        tmp_path, checkpoint_backend=dict(backend='kill_during_save', kill_on='epoch_2.pth'))
+    work_dir = tmp_path / 'run'
+    killed = _train(data, work_dir, config=config, env=_env_with_tests_on_path())
+    assert killed.returncode == -9
+    leftovers = [name for name in os.listdir(work_dir) if name.endswith('.tmp')]
+    assert leftovers, 'the kill should have hit the half-written temporary file'
+    assert not osp.exists(work_dir / 'epoch_2.pth')
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
+    assert read_checkpoint(str(work_dir / 'epoch_1.pth'))['meta']['epoch'] == 1
+    resumed = _train(data, work_dir, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_weights(uninterrupted, _final_weights(work_dir))
+
+
+def test_resume_skips_a_truncated_latest_checkpoint(tmp_path):
+    """A checkpoint cut short (e.g. by an older tool) is passed over for the newest whole one."""
+    whole = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'w': torch.ones(3)}, 'meta': {'epoch': 1}}, whole)
+    cut = tmp_path / 'epoch_2.pth'
+    torch.save({'state_dict': {'w': torch.ones(1000)}, 'meta': {'epoch': 2}}, cut)
+    cut.write_bytes(cut.read_bytes()[:300])
+    (tmp_path / 'last_checkpoint').write_text(str(cut))
+    assert latest_complete_checkpoint(str(tmp_path)) == str(whole)
+    with pytest.raises(CheckpointError, match='may be truncated'):
+        read_checkpoint(str(cut))
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path):
+    marker = tmp_path / 'payload_ran'
+    path = tmp_path / 'evil.pth'
+    model = BioClassifier  # noqa: F841  (any import keeps the model registry loaded)
+    torch.save({'state_dict': {}, 'meta': {}, 'extra': _Payload(str(marker))}, path)
+    return str(path), marker
+
+
+def test_malicious_checkpoint_is_refused_and_its_payload_never_runs(malicious_checkpoint, data,
+                                                                     tmp_path):
+    path, marker = malicious_checkpoint
+    with pytest.raises(CheckpointError, match=r'evil\.pth.*--trust-checkpoint'):
+        read_checkpoint(path)
+    commands = [
+        ['tools/test.py', TINY_CONFIG, path, '--data-root', data],
+        ['tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir', str(tmp_path / 'w1'),
+         '--resume', path],
+        ['tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir', str(tmp_path / 'w2'),
+         '--cfg-options', f'load_from={path}'],
+    ]
+    for command in commands:
+        result = run_tool(*command)
+        assert result.returncode == 2, (command, result.stderr[-1500:])
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith('error: Refused to load') and 'evil.pth' in lines[-1]
+        assert 'Traceback' not in result.stderr
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match='Refused'):
+        BioClassifier(TINY_CONFIG, path, cfg_options=dict(data_root=data))
+    assert not marker.exists()
+
+
+def test_pretrained_init_from_a_malicious_file_is_refused(malicious_checkpoint, data, tmp_path):
+    path, marker = malicious_checkpoint
+    config = tmp_path / 'pretrained_from_file.py'
+    config.write_text(f"_base_ = [{TINY_CONFIG!r}]\nmodel = dict(backbone=dict(init_cfg=dict("
+                      f"type='Pretrained', checkpoint={path!r}, prefix='backbone')))\n")
+    result = run_tool('tools/train.py', str(config), '--data-root', data, '--work-dir',
+                      str(tmp_path / 'run'))
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert 'Refused to load' in result.stderr.strip().splitlines()[-1]
+    assert not marker.exists()
+
+
+def test_trust_checkpoint_is_an_explicit_opt_in(malicious_checkpoint, data):
+    path, marker = malicious_checkpoint
+    result = run_tool('tools/test.py', TINY_CONFIG, path, '--data-root', data,
+                      '--trust-checkpoint')
+    assert marker.exists()  # the user vouched for the file, so it was unpickled in full
+    assert 'Refused' not in result.stderr
+
+
+def test_unwritable_work_dir_is_one_line(data, tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    result = _train(data, blocker / 'run')
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: Cannot write '{blocker}/run': a folder on its path is a file; choose another "
+        '--work-dir / output path.']
+
+
+def test_disk_full_while_saving_is_one_line(data, tmp_path):
+    config = _killing_config(tmp_path, checkpoint_backend=dict(backend='disk_full'))
+    result = _train(data, tmp_path / 'run', config=config, env=_env_with_tests_on_path())
+    assert result.returncode == 2, result.stderr[-1500:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: Cannot write') and 'the disk is full' in last
+    assert 'Traceback' not in result.stderr
+
+
+def test_atomic_write_keeps_the_old_file_when_the_disk_fills(tmp_path, monkeypatch):
+    target = tmp_path / 'last_checkpoint'
+    target.write_text('epoch_1.pth')
+
+    def full_disk(handle):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(os, 'fsync', full_disk)
+    with pytest.raises(OutputError, match='the disk is full'):
+        atomic_write(str(target), 'epoch_2.pth')
+    assert target.read_text() == 'epoch_1.pth'
+    assert os.listdir(tmp_path) == ['last_checkpoint']
+
+
+def test_class_count_and_unknown_option_are_one_line_errors(data, tmp_path):
+    wrong_classes = _train(data, tmp_path, 'model.head.num_classes=5')
+    assert wrong_classes.returncode == 2
+    assert wrong_classes.stderr.strip().splitlines() == [
+        'error: The training data has 3 classes but the model head has 5 outputs; set '
+        '`--cfg-options model.head.num_classes=3`.']
+    typo = _train(data, tmp_path, 'train_cfg.max_epoch=3')
+    assert typo.returncode == 2
+    assert typo.stderr.strip().splitlines() == [
+        "error: --cfg-options key 'train_cfg.max_epoch' is unknown; did you mean "
+        "'train_cfg.max_epochs'?"]
+    with pytest.raises(ConfigError):
+        load_config(TINY_CONFIG, {'optim_wrapper.optimzer.lr': 0.1})
