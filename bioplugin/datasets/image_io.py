@@ -26,6 +26,7 @@ _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                   4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 # EXIF orientations 5-8 turn the image by 90 degrees: width and height swap.
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+_EXIF_FORMATS = ('JPEG', 'MPO', 'TIFF', 'WEBP')
 
 
 class BadImageError(DatasetError):
@@ -66,9 +67,17 @@ def probe_image(data: bytes, path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> I
     """Read the header only; refuse non-images and images above ``max_pixels``."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            orientation = int(image.getexif().get(0x0112, 1) or 1)
             width, height = image.size
+            if width * height > max_pixels:  # before anything below can decode pixels
+                raise BadImageError(
+                    path, f'decompression bomb: {width} x {height} = {width * height:,} '
+                    f'pixels exceeds the limit of {max_pixels:,}')
+            # getexif() decodes a PNG in full: only read it where EXIF orientation lives
+            orientation = (int(image.getexif().get(0x0112, 1) or 1)
+                           if image.format in _EXIF_FORMATS else 1)
             header = ImageHeader(width, height, image.format or '', image.mode, orientation)
+    except BadImageError:
+        raise
     except Image.DecompressionBombError:
         raise BadImageError(path, 'decompression bomb: too many pixels to decode safely') from None
     except UnidentifiedImageError:
@@ -77,10 +86,6 @@ def probe_image(data: bytes, path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> I
         raise BadImageError(path, f'unreadable image header ({error})') from None
     if header.orientation in _TRANSPOSED_ORIENTATIONS:
         header = ImageHeader(height, width, header.format, header.mode, header.orientation)
-    if header.pixels > max_pixels:
-        raise BadImageError(
-            path, f'decompression bomb: {header.width} x {header.height} = {header.pixels:,} '
-            f'pixels exceeds the limit of {max_pixels:,}')
     return header
 
 

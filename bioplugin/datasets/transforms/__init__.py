@@ -1,4 +1,5 @@
 from .color_jitter import BioColorJitter
+from .load_image import BioLoadImage
 from .random_affine import BioRandomAffine
 
-__all__ = ['BioColorJitter', 'BioRandomAffine']
+__all__ = ['BioColorJitter', 'BioLoadImage', 'BioRandomAffine']

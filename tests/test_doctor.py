@@ -1,0 +1,244 @@
+import importlib.util
+import os.path as osp
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bioplugin.datasets import doctor
+from bioplugin.datasets.image_io import BadImageError, decode_image, load_image, probe_image
+from bioplugin.datasets.image_io import read_image_bytes
+from bioplugin.errors import DatasetError
+
+from bad_inputs import (BOMB_SIZE, LOADABLE, UNREADABLE, make_bad_image_folder,
+                        make_structural_problem_folder)
+from conftest import REPO, make_image_folder, run_tool
+
+TOOL = 'tools/data/check_dataset.py'
+# Issue codes the doctor must give each kind of file that bad_inputs writes.
+EXPECTED_CODES = {
+    'gray': {'grayscale'}, 'gray16': {'grayscale', 'high_bit_depth'},
+    'rgba': {'alpha_dropped'}, 'palette': {'palette'}, 'rgb16': {'high_bit_depth'},
+    'cmyk': {'cmyk'}, 'exif_rotated': {'exif_rotated'},
+    'zero_byte': {'zero_byte'}, 'not_image': {'not_image'}, 'corrupt': {'corrupt'},
+    'truncated_jpeg': {'truncated'}, 'truncated_png': {'truncated'},
+    'bomb': {'decompression_bomb'},
+    'tiny': {'tiny'}, 'duplicate': {'duplicate'}, 'ignored': {'ignored_file'},
+}
+
+
+@pytest.fixture(scope='module')
+def bad(tmp_path_factory):
+    return make_bad_image_folder(str(tmp_path_factory.mktemp('bad') / 'data'))
+
+
+@pytest.fixture(scope='module')
+def diagnosis(bad):
+    return doctor.diagnose(bad['root'], workers=1)
+
+
+def issues_by_path(findings: pd.DataFrame) -> dict:
+    return findings.groupby('path').issue.agg(set).to_dict()
+
+
+def relative(info: dict, path: str) -> str:
+    return osp.relpath(path, info['root'])
+
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location('check_dataset', osp.join(REPO, TOOL))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_kind_gets_exactly_its_issue_codes(bad, diagnosis):
+    found = issues_by_path(diagnosis.findings)
+    expected = {relative(bad, path): EXPECTED_CODES[kind]
+                for kind, paths in bad['kinds'].items() for path in paths}
+    assert found == expected  # and no finding for any good file
+    assert set(bad['kinds']) == set(EXPECTED_CODES)
+    assert all(len(bad['kinds'][kind]) == 2 for kind in LOADABLE + UNREADABLE)
+    severities = dict(zip(diagnosis.findings.issue, diagnosis.findings.severity))
+    assert severities == {issue: doctor.ISSUES[issue] for issue in severities}
+    assert severities['truncated'] == 'error' and severities['tiny'] == 'warning'
+    assert severities['cmyk'] == 'info'
+
+
+def test_findings_carry_size_mode_and_messages(bad, diagnosis):
+    rows = diagnosis.findings.set_index(['path', 'issue'])
+    exif = rows.loc[(relative(bad, bad['kinds']['exif_rotated'][0]), 'exif_rotated')]
+    assert (exif.width, exif.height, exif.split, exif['class']) == (64, 48, 'train', '0')
+    assert 'orientation 6' in exif.message
+    gray16 = rows.loc[(relative(bad, bad['kinds']['gray16'][1]), 'high_bit_depth')]
+    assert (gray16['mode'], gray16.split, gray16['class']) == ('I;16', 'test', '')
+    original, copy = (relative(bad, path) for path in bad['kinds']['duplicate'])
+    assert rows.loc[(original, 'duplicate')].message == f'same bytes as {copy}'
+    assert rows.loc[(original, 'duplicate')].hash == rows.loc[(copy, 'duplicate')].hash
+    assert pd.isna(rows.loc[(relative(bad, bad['kinds']['zero_byte'][0]), 'zero_byte')].width)
+
+
+def test_the_doctor_agrees_with_training(bad, diagnosis):
+    """A file is an error exactly when the loader used by training refuses it."""
+    failing = set(diagnosis.findings.path[diagnosis.findings.severity == 'error'])
+    for path in diagnosis.files.path:
+        full = osp.join(bad['root'], path)
+        if path in failing:
+            with pytest.raises(BadImageError):
+                load_image(full)
+        else:
+            assert load_image(full).shape[2] == 3
+
+
+def test_summary_counts_and_verdict(diagnosis):
+    table = doctor.summary_table(diagnosis)
+    assert table.loc['images scanned', ['train', 'val', 'test', 'total']].tolist() == [
+        33, 6, 16, 55]
+    assert table.loc['truncated', ['severity', 'train', 'val', 'test', 'total']].tolist() == [
+        'error', 2, 0, 2, 4]
+    assert table.loc['duplicate', ['train', 'test']].tolist() == [2, 0]
+    assert table.loc['grayscale', 'total'] == 4 and table.loc['exif_rotated', 'total'] == 2
+    assert list(table.index[1:]) == [issue for issue in doctor.ISSUES if issue in table.index]
+    assert diagnosis.failures == 12  # 6 unreadable kinds, in train and in test
+    assert doctor.verdict(diagnosis) == 'FAILED: 12 files/folders would break training'
+    lines = doctor.format_findings(diagnosis.findings, ('error', ), limit=1)
+    assert len(lines) == 5 * 2 and lines[1].split() == ['...', 'and', '1', 'more', 'zero_byte']
+    assert lines[0].split()[:3] == ['ERROR', 'train/0/bad_zero_byte.jpg', 'zero_byte']
+
+
+def test_cli_reports_errors_writes_csv_and_exits_1(bad, diagnosis, tmp_path):
+    out = tmp_path / 'findings.csv'
+    result = run_tool(TOOL, bad['root'], '--workers', '2', '--out', str(out))
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == 'FAILED: 12 files/folders would break training'
+    errors = [line.split() for line in lines if line.startswith('ERROR')]
+    assert {(words[1], words[2]) for words in errors} == {
+        (path, issue) for path, issue, severity in zip(
+            diagnosis.findings.path, diagnosis.findings.issue, diagnosis.findings.severity)
+        if severity == 'error'}
+    assert any(line.startswith('WARNING') and 'train/0/tiny.png' in line for line in lines)
+    assert not any(line.startswith('INFO') for line in lines)
+    assert any(line.split()[:2] == ['images', 'scanned'] for line in lines)
+    written = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert list(written.columns) == doctor.COLUMNS
+    assert len(written) == len(diagnosis.findings)
+    assert (written[['path', 'issue', 'severity']].values.tolist()
+            == diagnosis.findings[['path', 'issue', 'severity']].values.tolist())
+
+
+def test_cli_clean_folder_exits_0_and_quiet_prints_summary_only(tmp_path, capsys):
+    root = make_image_folder(str(tmp_path / 'clean'), ['0', '1', '2'])
+    assert load_cli().main([root, '--workers', '1']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == 'OK: 21 images, no problems that would break training'
+    shutil.copyfile(osp.join(root, 'train', '0', 'img_0.jpg'),
+                    osp.join(root, 'train', '0', 'img_0_copy.jpg'))
+    assert load_cli().main([root, '--workers', '1', '--quiet']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ['severity', 'train', 'val', 'test', 'total']
+    assert lines[-1] == 'OK: 22 images, no problems that would break training'
+    assert not any(line.startswith('WARNING') for line in lines)
+
+
+def test_missing_data_root_is_a_one_line_error_exit_2(tmp_path):
+    result = run_tool(TOOL, str(tmp_path / 'nowhere'))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: Data root {str(tmp_path / 'nowhere')!r} does not exist or is not a folder."]
+    assert result.stdout == ''
+
+
+def test_missing_train_folder_raises_dataset_error(tmp_path):
+    make_image_folder(str(tmp_path), ['0'])
+    shutil.rmtree(tmp_path / 'train')
+    with pytest.raises(DatasetError, match='has no train/ folder'):
+        doctor.diagnose(str(tmp_path), workers=1)
+
+
+def test_structural_problems(tmp_path):
+    info = make_structural_problem_folder(str(tmp_path / 'data'))
+    diagnosis = doctor.diagnose(info['root'], workers=1)
+    assert issues_by_path(diagnosis.findings) == {
+        relative(info, path): {kind} for kind, paths in info['kinds'].items() for path in paths}
+    leak = diagnosis.findings[diagnosis.findings.issue == 'cross_split_duplicate']
+    assert leak.split.tolist() == ['train', 'val', 'test']
+    assert leak.message.iloc[0] == 'same bytes as val/0/leak.jpg, test/leak.jpg'
+    assert set(diagnosis.findings.severity[diagnosis.findings.issue != 'ignored_folder']) == {
+        'error'}
+    assert diagnosis.failures == 7
+
+
+def test_class_and_split_folders_missing(tmp_path):
+    root = make_image_folder(str(tmp_path), ['0', '1', '2'])
+    shutil.rmtree(osp.join(root, 'val', '2'))
+    shutil.rmtree(osp.join(root, 'test'))
+    found = doctor.diagnose(root, workers=1).findings
+    assert found[['path', 'issue', 'severity']].values.tolist() == [
+        ['val/2', 'class_missing_from_val', 'error'], ['test', 'missing_test', 'warning']]
+    shutil.rmtree(osp.join(root, 'val'))
+    found = doctor.diagnose(root, workers=1).findings
+    assert found[['path', 'issue']].values.tolist() == [
+        ['val', 'missing_val'], ['test', 'missing_test']]
+
+
+def test_max_pixels_and_min_size_options(tmp_path):
+    root = make_image_folder(str(tmp_path), ['0'], per_class=2, val_per_class=1, test_images=1)
+    found = doctor.diagnose(root, workers=1, max_pixels=1000, min_size=0).findings
+    assert set(found.issue) == {'decompression_bomb'} and len(found) == 4
+    assert 'exceeds the limit of 1,000' in found.message.iloc[0]
+    found = doctor.diagnose(root, workers=1, min_size=39).findings  # 36 px high ones
+    assert found[['path', 'issue', 'width', 'height']].values.tolist() == [
+        ['train/0/img_0.jpg', 'tiny', 44, 36], ['val/0/img_0.jpg', 'tiny', 44, 36]]
+
+
+def test_one_or_two_workers_give_the_same_findings(bad, diagnosis):
+    parallel = doctor.diagnose(bad['root'], workers=2)
+    pd.testing.assert_frame_equal(parallel.findings, diagnosis.findings)
+    pd.testing.assert_frame_equal(parallel.files, diagnosis.files)
+
+
+def test_check_file_and_failure_classification(bad):
+    good = doctor.check_file(bad['good'][0], 'train', '0')
+    assert good.issues == () and good.width > 0 and len(good.digest) == 32 and not good.failed
+    zero = doctor.check_file(bad['kinds']['zero_byte'][0], 'train', '0')
+    assert zero.issues == (('zero_byte', 'zero-byte file'), ) and zero.failed
+    assert doctor.image_signature(b'hello') is None
+    assert doctor.image_signature(b'RIFF\0\0\0\0WEBPVP8 ') == 'WEBP'
+    jpeg = read_image_bytes(bad['good'][0])
+    assert doctor.failure_issue(jpeg[:100], 'x')[0] == 'truncated'
+    assert doctor.failure_issue(jpeg, 'x')[0] == 'corrupt'
+    assert doctor.failure_issue(b'', 'decompression bomb: big')[0] == 'decompression_bomb'
+
+
+def test_loadable_kinds_decode_upright_as_3_channel_uint8(bad):
+    assert set(bad['expected']) == {path for kind in LOADABLE for path in bad['kinds'][kind]}
+    for path, expect in bad['expected'].items():
+        data = read_image_bytes(path)
+        header = probe_image(data, path)
+        image = decode_image(data, path)
+        width, height = expect['size']
+        assert (header.width, header.height) == (width, height), path
+        assert image.shape == (height, width, 3) and image.dtype == np.uint8, path
+        top = image[:height // 2 - 2].reshape(-1, 3).mean(0)
+        bottom = image[height // 2 + 2:].reshape(-1, 3).mean(0)
+        assert np.abs(top - expect['top_colour']).max() <= expect['tolerance'], (path, top)
+        assert np.abs(bottom - expect['colour']).max() <= expect['tolerance'], (path, bottom)
+
+
+def test_fixture_files_are_what_they_claim(bad):
+    kinds = bad['kinds']
+    modes = {kind: Image.open(kinds[kind][0]).mode
+             for kind in ('gray', 'gray16', 'rgba', 'palette', 'cmyk')}
+    assert modes == dict(gray='L', gray16='I;16', rgba='RGBA', palette='P', cmyk='CMYK')
+    with Image.open(kinds['exif_rotated'][0]) as stored:  # portrait pixels, landscape upright
+        assert stored.size == (48, 64) and stored.getexif()[0x0112] == 6
+    assert read_image_bytes(kinds['rgb16'][0])[24] == 16  # PNG bit depth
+    assert osp.getsize(kinds['zero_byte'][0]) == 0
+    with open(kinds['bomb'][0], 'rb') as file:
+        header = file.read(24)
+    assert (int.from_bytes(header[16:20], 'big'), int.from_bytes(header[20:24], 'big')) \
+        == BOMB_SIZE
+    assert len(set(bad['good'])) == 18 + 6 + 3 and not set(bad['good']) & set(bad['expected'])
