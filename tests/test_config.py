@@ -1,4 +1,5 @@
 import pytest
+import torch
 from mmengine.config import Config
 
 from bioplugin.apis import build_train_config, load_config
@@ -82,10 +83,15 @@ def test_zero_workers_switch_off_persistent_workers():
 
 
 def test_resume_amp_and_seed_flags():
-    cfg = build_train_config(RECIPE_CONFIG, resume='auto', amp=True, seed=7)
+    cfg = build_train_config(RECIPE_CONFIG, resume='auto', precision='bf16', seed=7)
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.optim_wrapper.type in ('AutocastOptimWrapper', 'AmpOptimWrapper')
     assert cfg.val_cfg.fp16 is True
+    # channels-last training only on GPUs: oneDNN's channels-last backward is unsafe on CPU
+    assert ({'type': 'ChannelsLastHook'} in cfg.custom_hooks) == torch.cuda.is_available()
+    fp32 = build_train_config(RECIPE_CONFIG, precision='fp32')
+    assert fp32.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+    assert not fp32.val_cfg.get('fp16') and fp32.precision == 'fp32'
     assert cfg.randomness.seed == 7
     cfg = build_train_config(RECIPE_CONFIG, resume='work_dirs/x/epoch_3.pth')
     assert cfg.resume is True and cfg.load_from == 'work_dirs/x/epoch_3.pth'

@@ -8,7 +8,8 @@ import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import BioClassifier, evaluate_to_files, load_config, predict_split
-from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
+from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
+                                precision_choice, run_tool, tool_parser)
 from bioplugin.apis.distributed import LAUNCHERS, setup_distributed
 from bioplugin.apis.evaluate import unreadable_rows
 from mmengine.dist import is_main_process
@@ -42,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='multi-process launcher (tools/dist_test.sh sets it)')
+    add_precision_options(parser)
     add_trust_checkpoint(parser)
     add_config_options(parser)
     return parser.parse_args(argv)
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         setup_distributed(args.launcher)
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
         classifier = BioClassifier(cfg, args.checkpoint, device=args.device, tta=args.tta,
-                                   trust_checkpoint=args.trust_checkpoint)
+                                   trust_checkpoint=args.trust_checkpoint,
+                                   precision=precision_choice(args))
         loader_args = dict(batch_size=args.batch_size, num_workers=args.num_workers)
         if args.csv:
             frame = predict_split(classifier, args.split or 'test', args.csv, topk=args.topk,

@@ -8,7 +8,8 @@ import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import build_train_config, train
-from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
+from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
+                                precision_choice, run_tool, tool_parser)
 from bioplugin.apis.distributed import LAUNCHERS
 from mmengine.dist import is_main_process
 
@@ -19,8 +20,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='continue training; without a value, from the latest '
                         'checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: float16 on CUDA, bfloat16 on CPU')
+    add_precision_options(parser)
     parser.add_argument('--seed', type=int, help='random seed (config default: 42)')
     parser.add_argument('--freeze-stages', type=int, metavar='N',
                         help='freeze the stem and the first N backbone stages (0: stem only)')
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     def body() -> int:
         cfg = build_train_config(args.config, work_dir=args.work_dir, resume=args.resume,
                                  cfg_options=args.cfg_options, data_root=args.data_root,
-                                 amp=args.amp, seed=args.seed,
+                                 precision=precision_choice(args), seed=args.seed,
                                  freeze_stages=args.freeze_stages,
                                  head_lr_mult=args.head_lr_mult,
                                  tensorboard=args.tensorboard, launcher=args.launcher,

@@ -2,8 +2,9 @@
 import argparse
 import os.path as osp
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
+import torch
 from mmengine.config import DictAction
 
 from ..errors import BioPluginError
@@ -23,6 +24,29 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                         "(overrides the config's data_root)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. optim_wrapper.optimizer.lr=5e-4')
+
+
+def add_precision_options(parser: argparse.ArgumentParser) -> None:
+    """``--amp`` / ``--fp32`` over the config's ``precision`` (default ``'auto'``: bfloat16 +
+    channels_last on CPUs with native bfloat16 and on GPUs, float16 on older GPUs)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--amp', action='store_true',
+                       help='force mixed precision (bfloat16 on CPU, bfloat16 or float16 on '
+                       'GPU) even where the config would use float32')
+    group.add_argument('--fp32', action='store_true',
+                       help='force float32 (mixed precision is the default where the hardware '
+                       'supports it)')
+
+
+def precision_choice(args) -> Optional[str]:
+    """The precision the flags ask for, or None to follow the config."""
+    if args.fp32:
+        return 'fp32'
+    if args.amp:
+        if torch.cuda.is_available():
+            return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+        return 'bf16'
+    return None
 
 
 def add_trust_checkpoint(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from mmengine.config import Config
 
 from mmpretrain.registry import DATASETS
 
+from ..engine.precision import resolve_precision
 from ..errors import ConfigError
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
@@ -90,16 +91,32 @@ def fix_dataloader_workers(cfg: Config) -> None:
             loader.setdefault('pin_memory', True)
 
 
-def set_amp(cfg: Config) -> None:
-    """Mixed precision: float16 + loss scaling on CUDA, bfloat16 autocast on CPU."""
-    if torch.cuda.is_available():
+def apply_precision(cfg: Config, precision: Optional[str] = None) -> str:
+    """Resolve ``precision`` (else the config's ``precision``, default ``'auto'``) for this
+    machine and configure training and validation for it; returns ``'bf16'``, ``'fp16'`` or
+    ``'fp32'``. On a GPU, mixed precision also trains channels-last (on CPUs this torch
+    build's oneDNN corrupts memory in channels-last backward passes, so training stays NCHW;
+    inference uses channels-last everywhere). In a config::
+
+        precision = 'auto'   # or 'bf16', 'fp16' (CUDA), 'fp32'
+    """
+    device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
+    cfg.precision = resolved = resolve_precision(precision or cfg.get('precision', 'auto'),
+                                                 device_type)
+    if resolved == 'fp32':
+        return resolved
+    if resolved == 'fp16':  # float16 needs loss scaling
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     else:
         cfg.optim_wrapper.type = 'AutocastOptimWrapper'
     for name in ('val_cfg', 'test_cfg'):
         if cfg.get(name) is not None:
-            cfg[name].fp16 = True
+            cfg[name].fp16 = True  # MMEngine's flag for autocast (bfloat16 on CPU)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if device_type == 'cuda' and not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]
+    return resolved
 
 
 def set_finetuning(cfg: Config, freeze_stages: Optional[int] = None,

@@ -26,6 +26,7 @@ from ..datasets.image_io import BadImageError, load_image
 from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_checkpoint,
                                     resolve_checkpoint)
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
+from ..engine.precision import autocast, channels_last, resolve_precision
 from ..errors import ConfigError, DatasetError
 from ..evaluation.prediction_table import image_names, prediction_frame
 from .config import build_split_dataset, load_config
@@ -147,8 +148,10 @@ class BioClassifier:
 
     ``checkpoint`` may be a work dir: its best checkpoint is used. ``tta=True`` averages the
     class probabilities over the config's ``tta_pipeline`` views (by default the image and its
-    horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``. Checkpoints are unpickled
-    with ``weights_only=True``; ``trust_checkpoint=True`` lifts that for a file you trust.
+    horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``. ``precision`` overrides the
+    config's (``'auto'``: bfloat16 + channels_last on CPUs with native bfloat16 and on GPUs).
+    Checkpoints are unpickled with ``weights_only=True``; ``trust_checkpoint=True`` lifts that
+    for a file you trust.
     """
 
     def __init__(self,
@@ -157,7 +160,8 @@ class BioClassifier:
                  device: Optional[str] = None,
                  tta: bool = False,
                  cfg_options: Optional[dict] = None,
-                 trust_checkpoint: bool = False):
+                 trust_checkpoint: bool = False,
+                 precision: Optional[str] = None):
         self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
         # nested transforms (TestTimeAug) are built from the default scope's registry
         init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
@@ -180,6 +184,11 @@ class BioClassifier:
         if tta:
             tta_cfg = dict(self.cfg.get('tta_model') or dict(type='AverageClsScoreTTA'))
             model = MODELS.build(dict(tta_cfg, module=model))
+        # the config's precision ('auto': bfloat16 + channels_last where the hardware has it)
+        self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
+                                           self.device.type)
+        if self.precision != 'fp32':
+            model = channels_last(model)
         self.model = model.to(self.device).eval()
         self.test_pipeline_cfg = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
         self.pipeline_cfg = tta_pipeline(self.cfg) if tta else self.test_pipeline_cfg
@@ -207,7 +216,8 @@ class BioClassifier:
         bar = ProgressBar(len(images)) if progress and is_main_process() else None
         scores = []
         for batch in loader:
-            samples = self.model.test_step(batch)
+            with autocast(self.precision, self.device.type):
+                samples = self.model.test_step(batch)
             batch_scores = torch.stack([s.pred_score for s in samples]).float().cpu()
             failed = [i for i, error in enumerate(load_errors(batch)) if error]
             batch_scores[failed] = float('nan')

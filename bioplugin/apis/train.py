@@ -12,9 +12,9 @@ from ..engine.checkpoint_io import (latest_complete_checkpoint, read_checkpoint,
                                     trust_checkpoint)
 from ..engine.pretrained import iter_pretrained_init_cfgs, resolve_pretrained_checkpoints
 from ..errors import CheckpointError, ConfigError
-from ..fileio import check_work_dir
 from ..evaluation import fit_topk
-from .config import (build_split_dataset, enable_tensorboard, load_config, set_amp,
+from ..fileio import check_work_dir
+from .config import (apply_precision, build_split_dataset, enable_tensorboard, load_config,
                      set_finetuning, set_seed)
 from .distributed import configure_distributed_training, main_process_first, setup_distributed
 
@@ -24,7 +24,7 @@ def build_train_config(config: str,
                        resume: Optional[str] = None,
                        cfg_options: Optional[dict] = None,
                        data_root: Optional[str] = None,
-                       amp: bool = False,
+                       precision: Optional[str] = None,
                        seed: Optional[int] = None,
                        freeze_stages: Optional[int] = None,
                        head_lr_mult: Optional[float] = None,
@@ -34,11 +34,11 @@ def build_train_config(config: str,
     """The training config with command-line choices applied.
 
     ``resume='auto'`` continues from the latest checkpoint of ``work_dir``; a path continues
-    from that checkpoint. ``launcher`` is ``'none'``, ``'pytorch'`` (torchrun) or ``'slurm'``.
+    from that checkpoint. ``precision`` (``'auto'``, ``'bf16'``, ``'fp16'``, ``'fp32'``)
+    overrides the config's ``precision``. ``launcher`` is ``'none'``, ``'pytorch'`` (torchrun) or ``'slurm'``.
     """
     cfg = load_config(config, cfg_options, work_dir, data_root)
-    if amp:
-        set_amp(cfg)
+    apply_precision(cfg, precision)
     set_seed(cfg, seed)
     set_finetuning(cfg, freeze_stages, head_lr_mult)
     if tensorboard:

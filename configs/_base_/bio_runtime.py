@@ -25,3 +25,9 @@ custom_hooks = [
 ]
 
 randomness = dict(seed=42, deterministic=False)
+
+# 'auto': bfloat16 autocast on CPUs with native bfloat16 (AVX512-BF16 / AMX) and on GPUs
+# (float16 + loss scaling where a GPU lacks bfloat16), float32 elsewhere; channels-last for
+# inference, and for training on GPUs. tools/train.py and tools/test.py --fp32 / --amp
+# override it
+precision = 'auto'

@@ -1,0 +1,59 @@
+"""Which arithmetic a run uses: bfloat16 / float16 autocast with channels_last, or float32.
+
+``precision='auto'`` (the recipe's default) picks bfloat16 on CPUs with native bfloat16
+(AVX512-BF16 or AMX on x86, BF16 on Arm) and on GPUs that support it, float16 with loss
+scaling on older GPUs, and float32 everywhere else. ``--fp32`` forces float32.
+
+Channels-last (NHWC) weights speed up inference on CPU and GPU and training on GPU. CPU
+training stays NCHW: in this torch build oneDNN's channels-last backward pass crashes or
+corrupts the heap on CPU (float32 and bfloat16 alike), while its forward pass is sound.
+"""
+import os
+from contextlib import nullcontext
+
+import torch
+
+from ..errors import ConfigError
+
+PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+_CPU_BF16_FLAGS = {'avx512_bf16', 'amx_bf16', 'bf16'}
+
+
+def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> bool:
+    """True when the CPU computes bfloat16 in hardware (so autocast pays off)."""
+    if not os.path.isfile(cpuinfo):
+        return False
+    with open(cpuinfo, encoding='utf-8', errors='replace') as file:
+        for line in file:
+            if line.split(':')[0].strip().lower() in ('flags', 'features'):
+                return bool(_CPU_BF16_FLAGS & set(line.split(':', 1)[1].split()))
+    return False
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """``'bf16'``, ``'fp16'`` or ``'fp32'`` for ``precision`` on ``device_type``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f'precision={precision!r}: use one of {", ".join(PRECISIONS)}.')
+    on_cuda = device_type == 'cuda'
+    if precision == 'auto':
+        if on_cuda:
+            return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+        return 'bf16' if device_type == 'cpu' and cpu_has_native_bf16() else 'fp32'
+    if precision == 'fp16' and not on_cuda:
+        raise ConfigError('float16 autocast needs a CUDA GPU; use precision bf16 on CPU.')
+    if precision == 'bf16' and on_cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError('This GPU has no bfloat16; use precision fp16.')
+    return precision
+
+
+def autocast(precision: str, device_type: str):
+    """The autocast context of a resolved precision (no-op for ``'fp32'``)."""
+    if precision == 'fp32':
+        return nullcontext()
+    return torch.autocast(device_type=device_type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """Convolution weights in NHWC layout, which oneDNN and Tensor Cores run fastest."""
+    return module.to(memory_format=torch.channels_last)
