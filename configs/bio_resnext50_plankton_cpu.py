@@ -12,10 +12,9 @@ model = dict(
 
 image_size = 128
 train_pipeline = [
-    dict(type='BioLoadImage'),
-    dict(type='RandomResizedCrop', scale=image_size, crop_ratio_range=(0.7, 1.0)),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='BioRandomAffine', max_rotate_degree=20, max_translate_ratio=0.1,
+    dict(type='BioLoadImage', decode=False),
+    dict(type='BioRandomResizedAffine', scale=image_size, crop_ratio_range=(0.7, 1.0),
+         flip_prob=0.5, max_rotate_degree=20, max_translate_ratio=0.1,
          scaling_ratio_range=(0.9, 1.1)),
     dict(type='BioColorJitter', brightness=0.15, contrast=0.15, saturation=0.15, hue=0.1),
     dict(type='RandomErasing', erase_prob=0.2, min_area_ratio=0.02, max_area_ratio=0.1,

@@ -19,14 +19,15 @@ def recipe():
     return Config.fromfile(RECIPE_CONFIG)
 
 
-def test_train_pipeline_holds_the_seven_recipe_operations(recipe):
+def test_train_pipeline_holds_the_recipe_operations(recipe):
     steps = {step['type']: step for step in recipe.train_pipeline}
-    assert steps['RandomResizedCrop']['scale'] == 224
-    assert tuple(steps['RandomResizedCrop']['crop_ratio_range']) == (0.7, 1.0)
-    assert steps['RandomFlip']['direction'] == 'horizontal' and steps['RandomFlip']['prob'] == 0.5
-    affine = steps['BioRandomAffine']
-    assert affine['max_rotate_degree'] == 20 and affine['max_translate_ratio'] == 0.1
-    assert tuple(affine['scaling_ratio_range']) == (0.9, 1.1)
+    assert steps['BioLoadImage']['decode'] is False  # the fused warp decodes at reduced size
+    # crop, flip, rotation, translation and scale: one fused warp
+    fused = steps['BioRandomResizedAffine']
+    assert fused['scale'] == 224 and tuple(fused['crop_ratio_range']) == (0.7, 1.0)
+    assert fused['flip_prob'] == 0.5
+    assert fused['max_rotate_degree'] == 20 and fused['max_translate_ratio'] == 0.1
+    assert tuple(fused['scaling_ratio_range']) == (0.9, 1.1)
     jitter = steps['BioColorJitter']
     assert [jitter[k] for k in ('brightness', 'contrast', 'saturation', 'hue')] == [
         0.15, 0.15, 0.15, 0.1]

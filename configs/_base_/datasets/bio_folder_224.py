@@ -9,13 +9,13 @@ std_rgb = [58.395, 57.12, 57.375]
 data_preprocessor = dict(mean=mean_rgb, std=std_rgb, to_rgb=True)
 
 train_pipeline = [
-    # upright 3-channel BGR from any image file; unreadable files are logged and skipped
-    dict(type='BioLoadImage'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.7, 1.0)),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    # rotation ±20° (uniform) and translate 0.1 / scale 0.9-1.1 composed into one warp
-    dict(type='BioRandomAffine', max_rotate_degree=20, max_translate_ratio=0.1,
-         scaling_ratio_range=(0.9, 1.1)),
+    # upright 3-channel BGR from any image file; unreadable files are logged and skipped.
+    # decode=False: the next step decodes large JPEGs at 1/2-1/8 size when the crop allows
+    dict(type='BioLoadImage', decode=False),
+    # RandomResizedCrop(224, area 0.7-1.0), horizontal flip, rotation ±20°, translate 0.1
+    # and scale 0.9-1.1, sampled like torchvision, composed into one warp to 224 x 224
+    dict(type='BioRandomResizedAffine', scale=224, crop_ratio_range=(0.7, 1.0), flip_prob=0.5,
+         max_rotate_degree=20, max_translate_ratio=0.1, scaling_ratio_range=(0.9, 1.1)),
     dict(type='BioColorJitter', brightness=0.15, contrast=0.15, saturation=0.15, hue=0.1),
     # erase with the mean colour (BGR), i.e. value 0 after normalisation
     dict(type='RandomErasing', erase_prob=0.2, min_area_ratio=0.02, max_area_ratio=0.1,
