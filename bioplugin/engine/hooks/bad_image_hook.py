@@ -21,10 +21,10 @@ class BadImageHook(Hook):
         self._reported = 0
 
     def before_train(self, runner) -> None:
-        self._attach(runner, (runner.train_dataloader, runner.val_dataloader))
+        self._attach(runner, (runner.train_loop, runner.val_loop))
 
     def before_test(self, runner) -> None:
-        self._attach(runner, (runner.test_dataloader, ))
+        self._attach(runner, (runner.test_loop, ))
 
     def after_train_epoch(self, runner) -> None:
         self._report(runner)
@@ -32,8 +32,10 @@ class BadImageHook(Hook):
     def after_run(self, runner) -> None:
         self._report(runner)
 
-    def _attach(self, runner, loaders) -> None:
-        for loader in loaders:
+    def _attach(self, runner, loops) -> None:
+        """Point the datasets of ``loops`` (None for a loop the run does not have) at the log."""
+        for loop in loops:
+            loader = getattr(loop, 'dataloader', None)
             for dataset in iter_bio_datasets(getattr(loader, 'dataset', None)):
                 dataset.bad_image_log = self.log_path(runner)
 
