@@ -116,6 +116,14 @@ def as_bgr_uint8(image: np.ndarray) -> np.ndarray:
     raise DatasetError(f'Cannot read an image array of shape {image.shape}.')
 
 
+def build_model(cfg: Config):
+    """The config's classifier as the Runner builds it: with the top-level
+    ``data_preprocessor`` (normalisation) merged into ``cfg.model``."""
+    model_cfg = dict(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    return MODELS.build(model_cfg)
+
+
 def unreadable_reasons(images: Sequence[ImageInput], scores: np.ndarray) -> Dict[int, str]:
     """``{index: reason}`` for the inputs whose score row is NaN (they could not be read)."""
     reasons = {}
@@ -170,10 +178,7 @@ class BioClassifier:
         if trust_checkpoint:
             trust_checkpoint_file(checkpoint)
         self.tta = tta
-        model_cfg = dict(self.cfg.model)
-        # the Runner merges the top-level data_preprocessor (normalisation) the same way
-        model_cfg.setdefault('data_preprocessor', self.cfg.get('data_preprocessor'))
-        model = MODELS.build(model_cfg)
+        model = build_model(self.cfg)
         state = read_checkpoint(checkpoint)
         load_weights(model, state, checkpoint)
         self.classes = checkpoint_classes(state) or self._config_classes()

@@ -1,0 +1,150 @@
+"""Benchmark measurements to rows with ratios and targets; text, markdown and JSON output."""
+import json
+import math
+from typing import Dict, List
+
+import pandas as pd
+
+from .common import describe_precision
+
+# ours / reference throughput each case must reach
+MIN_RATIO = {'aug_small': 2.0, 'aug_large': 2.5, 'inference': 4.0, 'training': 2.5}
+MAX_RUNNER_OVERHEAD = 0.05
+# ours may peak at most this much above the reference (allocator and import noise)
+MEMORY_TOLERANCE = 0.01
+# slowest / fastest timed repetition above which a row is flagged as noisy
+NOISY_SPREAD = 1.5
+ROW_ORDER = ('aug_small', 'aug_large', 'inference', 'training', 'overhead')
+
+COLUMNS = {  # row key -> displayed header
+    'case': 'case', 'ours_img_s': 'ours img/s', 'reference_img_s': 'reference img/s',
+    'ratio': 'ratio', 'target': 'target', 'speed': 'speed',
+    'ours_peak_mib': 'ours peak MiB', 'reference_peak_mib': 'reference peak MiB',
+    'ours_peak_cuda_mib': 'ours peak CUDA MiB',
+    'reference_peak_cuda_mib': 'reference peak CUDA MiB',
+    'memory': 'memory', 'note': 'note',
+}
+
+
+def _verdict(passed: bool) -> str:
+    return 'PASS' if passed else 'FAIL'
+
+
+def _fits(ours_mib: float, reference_mib: float) -> bool:
+    return ours_mib <= reference_mib * (1 + MEMORY_TOLERANCE)
+
+
+def spread(result: dict) -> float:
+    """Slowest / fastest timed repetition (or iteration) of one side."""
+    samples = result.get('iteration_s') or [1 / rate for rate in result.get('rates', ())]
+    return max(samples) / min(samples) if samples else 1.0
+
+
+def build_row(key: str, label: str, ours: dict, reference: dict) -> dict:
+    """One table row: throughputs, ``ratio = ours / reference``, the target and its verdict,
+    and the peak memory of both processes (ours must not need more, within 1 %)."""
+    ratio = ours['images_per_s'] / reference['images_per_s']
+    row = dict(key=key, case=label, ours_img_s=ours['images_per_s'],
+               reference_img_s=reference['images_per_s'], ratio=ratio,
+               ours_peak_mib=ours['peak_rss_mib'], reference_peak_mib=reference['peak_rss_mib'])
+    if key == 'overhead':
+        overhead = 1 / ratio - 1  # Runner time per iteration / bare time per iteration - 1
+        row.update(target=f'overhead ≤ {MAX_RUNNER_OVERHEAD:.0%}',
+                   speed=_verdict(overhead <= MAX_RUNNER_OVERHEAD), overhead=overhead,
+                   note=f"Runner {overhead:+.1%} per iteration; both "
+                        f"{describe_precision(ours.get('precision'))}")
+    else:
+        row.update(target=f'≥ {MIN_RATIO[key]:g}×', speed=_verdict(ratio >= MIN_RATIO[key]),
+                   note='')
+        if key in ('inference', 'training'):
+            row['note'] = (f"ours {describe_precision(ours.get('precision'))}; "
+                           'reference fp32, NCHW')
+    row['spread'] = max(spread(ours), spread(reference))
+    if row['spread'] > NOISY_SPREAD:
+        row['note'] = '; '.join(filter(None, [
+            row['note'], f"NOISY: repetitions differ {row['spread']:.1f}×"]))
+    memory_ok = _fits(ours['peak_rss_mib'], reference['peak_rss_mib'])
+    if 'peak_cuda_mib' in ours and 'peak_cuda_mib' in reference:
+        row.update(ours_peak_cuda_mib=ours['peak_cuda_mib'],
+                   reference_peak_cuda_mib=reference['peak_cuda_mib'])
+        memory_ok = memory_ok and _fits(ours['peak_cuda_mib'], reference['peak_cuda_mib'])
+    row['memory'] = _verdict(memory_ok)
+    return row
+
+
+def build_rows(measurements: Dict[str, dict], labels: Dict[str, str]) -> List[dict]:
+    """Rows, in table order, for the cases in ``measurements`` (``{key: {'ours': result,
+    'reference': result}}``), named by ``labels``."""
+    return [build_row(key, labels[key], measurements[key]['ours'],
+                      measurements[key]['reference'])
+            for key in ROW_ORDER if key in measurements]
+
+
+def failures(rows: List[dict]) -> List[str]:
+    """One line per missed target, and per row whose timings vary too much to trust."""
+    lines = []
+    for row in rows:
+        if row.get('spread', 1.0) > NOISY_SPREAD:
+            lines.append(f"NOISY {row['case']}: the slowest timed repetition took "
+                         f"{row['spread']:.1f}× the fastest; rerun on an idle machine")
+        if row['speed'] == 'FAIL':
+            lines.append(f"FAIL  {row['case']}: ratio {row['ratio']:.2f}× "
+                         f"(target {row['target']})")
+        if row['memory'] == 'FAIL':
+            lines.append(f"FAIL  {row['case']}: ours peaks at {row['ours_peak_mib']:.0f} MiB, "
+                         f"the reference at {row['reference_peak_mib']:.0f} MiB")
+    return lines
+
+
+def _format_number(value: float) -> str:
+    if not isinstance(value, float) or math.isnan(value):
+        return ''
+    return f'{value:.1f}' if value >= 10 else f'{value:.2f}'
+
+
+def display_frame(rows: List[dict]) -> pd.DataFrame:
+    """The rows as strings under the displayed headers (CUDA columns only when measured)."""
+    frame = pd.DataFrame(rows)
+    columns = [key for key in COLUMNS if key in frame]
+    frame = frame[columns].copy()
+    for key in columns:
+        if key == 'ratio':
+            frame[key] = frame[key].map(lambda value: f'{value:.2f}×')
+        elif key.endswith('_mib'):
+            frame[key] = frame[key].map(lambda value: '' if pd.isna(value) else f'{value:.0f}')
+        elif key.endswith('_img_s'):
+            frame[key] = frame[key].map(_format_number)
+    return frame.rename(columns=COLUMNS)
+
+
+TEXT_COLUMNS = ('case', 'target', 'speed', 'memory', 'note')
+
+
+def format_text(rows: List[dict]) -> str:
+    """An aligned text table: words left-aligned, numbers right-aligned."""
+    frame = display_frame(rows)
+    keys = [key for key in COLUMNS if COLUMNS[key] in frame.columns]
+    cells = [list(frame.columns)] + [[str(value) for value in values]
+                                     for values in frame.itertuples(index=False)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(keys))]
+    lines = ['  '.join(cell.ljust(width) if key in TEXT_COLUMNS else cell.rjust(width)
+                       for key, cell, width in zip(keys, line, widths)).rstrip()
+             for line in cells]
+    return '\n'.join([lines[0], '-' * len(max(lines, key=len))] + lines[1:])
+
+
+def format_markdown(rows: List[dict]) -> str:
+    """A README-ready markdown table; missed targets in bold."""
+    frame = display_frame(rows).replace('FAIL', '**FAIL**')
+    lines = ['| ' + ' | '.join(frame.columns) + ' |',
+             '|' + '|'.join('---' if key in TEXT_COLUMNS else '---:'
+                            for key in COLUMNS if COLUMNS[key] in frame.columns) + '|']
+    lines += ['| ' + ' | '.join(str(value) for value in values) + ' |'
+              for values in frame.itertuples(index=False)]
+    return '\n'.join(lines)
+
+
+def write_json(path: str, report: dict) -> None:
+    """The whole report (settings, environment, rows, raw measurements) as JSON."""
+    with open(path, 'w') as file:
+        json.dump(report, file, indent=2, default=str)

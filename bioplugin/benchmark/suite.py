@@ -1,0 +1,121 @@
+"""Run the benchmark cases side by side, each side in its own fresh process."""
+import dataclasses
+import os
+import os.path as osp
+import platform
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from ..apis.config import load_config
+from ..errors import ConfigError
+from .augmentation import ours_augmentation, reference_augmentation
+from .common import (CASES, BenchmarkSettings, child_device, model_name, model_options,
+                     run_isolated)
+from .data import make_photo_folder, make_train_folder
+from .inference import ours_inference, reference_inference, save_random_checkpoint
+from .report import build_rows
+from .training import mirror_training, runner_training, seed_training
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_settings(settings: BenchmarkSettings) -> None:
+    """Refuse settings that cannot give a measurement."""
+    unknown = set(settings.only) - set(CASES)
+    if unknown or not settings.only:
+        raise ConfigError(f'--only takes a comma-separated subset of {",".join(CASES)}; got '
+                          f'{",".join(settings.only)}.')
+    counts = dict(batch_size=settings.batch_size, iters=settings.iters,
+                  repeats=settings.repeats, aug_images=settings.aug_images,
+                  aug_threads=settings.aug_threads, warmup=settings.warmup + 1,
+                  num_workers=settings.num_workers + 1)
+    for name, value in counts.items():
+        if value < 1:
+            raise ConfigError(f'--{name.replace("_", "-")} is too small ({value}).')
+    if {'training', 'overhead'} & set(settings.only) and settings.warmup < 1:
+        raise ConfigError('Training needs --warmup 1 or more: the first iteration has no '
+                          'start time.')
+    if settings.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ConfigError(f'--device {settings.device}: no CUDA device here.')
+
+
+def environment(settings: BenchmarkSettings, load_before: float) -> dict:
+    """Versions, hardware and the machine's load (1-minute average) before and after."""
+    info = dict(python=platform.python_version(), torch=torch.__version__,
+                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), device=settings.device,
+                load_average_before=load_before, load_average_after=os.getloadavg()[0])
+    if settings.device.startswith('cuda'):
+        info['gpu'] = torch.cuda.get_device_name(settings.device)
+    return info
+
+
+def run_benchmark(settings: BenchmarkSettings, work_dir: str,
+                  log: Callable[[str], None] = _stderr) -> dict:
+    """Measure the cases of ``settings.only``; returns ``dict(rows, measurements, labels,
+    settings, environment, wall_s)``. Synthetic data, checkpoint and per-process logs go to
+    ``work_dir``."""
+    check_settings(settings)
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    if load > 0.5 * os.cpu_count():
+        log(f'warning: load average {load:.1f} on {os.cpu_count()} CPUs; other processes will '
+            'slow the measurements down unevenly.')
+    child = dataclasses.replace(settings, device=child_device(settings.device))
+    name = model_name(load_config(settings.config, model_options(settings)))
+    logs = osp.join(work_dir, 'logs')
+    os.makedirs(logs, exist_ok=True)
+
+    def measure(function: Callable[..., dict], *args) -> dict:
+        """``function(child settings, *args)`` in a fresh process."""
+        log(f'{function.__name__} ...')
+        result = run_isolated(function, child, *args, device=settings.device,
+                              log_file=osp.join(logs, f'{function.__name__}.log'))
+        log(f"  {result['images_per_s']:.2f} img/s, peak {result['peak_rss_mib']:.0f} MiB")
+        return result
+
+    measurements, labels = {}, {}
+    selected = set(settings.only)
+    if {'aug', 'inference'} & selected:
+        count = max(settings.aug_images, settings.iters * settings.batch_size)
+        photos = make_photo_folder(osp.join(work_dir, 'photos'), count, settings.image_size)
+    if 'aug' in selected:
+        large = make_photo_folder(osp.join(work_dir, 'large'), settings.large_images,
+                                  settings.large_size, seed=1)
+        for key, size, paths in (('aug_small', settings.image_size,
+                                  photos[:settings.aug_images]),
+                                 ('aug_large', settings.large_size, large)):
+            log(f'{key}: {len(paths)} images of {size[0]}x{size[1]}')
+            labels[key] = f'augmentation {key[4:]} ({size[0]}x{size[1]})'
+            measurements[key] = dict(ours=measure(ours_augmentation, paths),
+                                     reference=measure(reference_augmentation, paths))
+    if 'inference' in selected:
+        checkpoint = run_isolated(save_random_checkpoint, child,
+                                  osp.join(work_dir, 'random_init.pth'), device='cpu',
+                                  log_file=osp.join(logs, 'save_random_checkpoint.log'))
+        paths = photos[:settings.iters * settings.batch_size]
+        labels['inference'] = f'inference {name}'
+        measurements['inference'] = dict(
+            ours=measure(ours_inference, checkpoint, paths),
+            reference=measure(reference_inference, checkpoint, paths))
+    if {'training', 'overhead'} & selected:
+        data_root = osp.join(work_dir, 'data')
+        make_train_folder(data_root, settings.train_images, settings.num_classes,
+                          settings.image_size, seed=2)
+        args = (data_root, osp.join(work_dir, 'runner'))
+        runner = measure(runner_training, *args)
+        if 'training' in selected:
+            labels['training'] = f'training {name}'
+            measurements['training'] = dict(ours=runner, reference=measure(seed_training, *args))
+        if 'overhead' in selected:
+            labels['overhead'] = 'Runner overhead'
+            measurements['overhead'] = dict(
+                ours=runner, reference=measure(mirror_training, *args, runner['precision']))
+    return dict(rows=build_rows(measurements, labels), measurements=measurements,
+                labels=labels, settings=dataclasses.asdict(settings),
+                environment=environment(settings, load), wall_s=time.perf_counter() - start)

@@ -1,0 +1,107 @@
+"""Benchmark the recipe against the seed's plain PyTorch code, side by side, in one run.
+
+    python tools/benchmark.py                                  # the recipe, ~10 min on 2 CPUs
+    python tools/benchmark.py --only aug,inference --markdown  # README-ready table
+    python tools/benchmark.py --json benchmark.json --iters 10 --repeats 5
+
+Rows: augmentation images/s in one process (small photos and photo-size JPEGs; the config's
+training pipeline vs the seed's torchvision chain), ResNeXt101 inference (tools/test.py's
+BioClassifier vs a plain fp32 eval loop), training (the Runner vs a plain fp32 loop) and the
+Runner's overhead over a bare loop with the Runner's own data, precision and memory format.
+Each side runs in a fresh process and reports its peak memory. Medians after warm-up; the
+exit status is 0 even when a target is missed (FAIL rows are listed under the table).
+"""
+import os.path as osp
+import sys
+import tempfile
+
+import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
+import torch
+from bioplugin.apis.cli import run_tool, tool_parser
+from bioplugin.benchmark import (CASES, BenchmarkSettings, failures, format_markdown,
+                                 format_text, run_benchmark, write_json)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def image_size(text: str) -> tuple:
+    """``'500x375'`` → ``(500, 375)`` (width, height)."""
+    try:
+        width, height = (int(part) for part in text.lower().split('x'))
+    except ValueError:
+        raise ValueError(f'expected WIDTHxHEIGHT, got {text!r}') from None
+    return width, height
+
+
+def parse_args(argv=None):
+    defaults = BenchmarkSettings()
+    parser = tool_parser(__doc__)
+    parser.add_argument('--config', default=osp.join(REPO, defaults.config))
+    parser.add_argument('--batch-size', type=int, default=defaults.batch_size,
+                        help='inference and training batch size')
+    parser.add_argument('--iters', type=int, default=defaults.iters,
+                        help='timed training iterations; inference scores ITERS batches per '
+                        'repetition')
+    parser.add_argument('--warmup', type=int, default=defaults.warmup,
+                        help='untimed images (augmentation), batches (inference) or '
+                        'iterations (training) first')
+    parser.add_argument('--repeats', type=int, default=defaults.repeats,
+                        help='timed repetitions of augmentation and inference (median)')
+    parser.add_argument('--num-workers', type=int, default=defaults.num_workers,
+                        help='DataLoader workers of inference and training, both sides')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu, cuda or cuda:N')
+    parser.add_argument('--only', default=','.join(CASES),
+                        help=f'comma-separated subset of {",".join(CASES)}')
+    parser.add_argument('--image-size', type=image_size, default=defaults.image_size,
+                        metavar='WxH', help='the photos of augmentation (small), inference and '
+                        'training (default: %(default)s)')
+    parser.add_argument('--large-size', type=image_size, default=defaults.large_size,
+                        metavar='WxH', help='photo-size JPEGs for augmentation (large)')
+    parser.add_argument('--aug-images', type=int, default=defaults.aug_images,
+                        help='small photos per augmentation repetition (a quarter as many '
+                        'large ones)')
+    parser.add_argument('--aug-threads', type=int, default=defaults.aug_threads,
+                        help='torch/OpenCV threads of the augmentation case (1: as in a '
+                        'DataLoader worker)')
+    parser.add_argument('--work-dir', help='keep the synthetic data, checkpoint and logs here '
+                        '(default: a temporary folder, removed afterwards)')
+    parser.add_argument('--json', metavar='FILE', help='also save the results as JSON')
+    parser.add_argument('--markdown', action='store_true',
+                        help='print the table as markdown instead of aligned text')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def body() -> int:
+        settings = BenchmarkSettings(
+            config=args.config, batch_size=args.batch_size, iters=args.iters,
+            warmup=args.warmup, repeats=args.repeats, num_workers=args.num_workers,
+            device=args.device, image_size=args.image_size, large_size=args.large_size,
+            aug_images=args.aug_images, aug_threads=args.aug_threads,
+            only=tuple(case.strip() for case in args.only.split(',') if case.strip()))
+        if args.work_dir:
+            report = run_benchmark(settings, args.work_dir)
+        else:
+            with tempfile.TemporaryDirectory(prefix='bio_benchmark_') as work_dir:
+                report = run_benchmark(settings, work_dir)
+        env = report['environment']
+        print(f"\n{osp.basename(settings.config)} on {env['device']}, batch "
+              f"{settings.batch_size}, {settings.num_workers} workers; ratio = ours / reference;"
+              f" took {report['wall_s'] / 60:.1f} min; load average "
+              f"{env['load_average_before']:.1f} → {env['load_average_after']:.1f}\n")
+        rows = report['rows']
+        print(format_markdown(rows) if args.markdown else format_text(rows))
+        print('\n' + ('\n'.join(failures(rows)) or 'All targets met.'))
+        if args.json:
+            write_json(args.json, report)
+            print(f'\nResults: {args.json}')
+        return 0
+
+    return run_tool(body)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
