@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -74,6 +76,16 @@ def test_unknown_cfg_options_section_is_refused():
         load_config(RECIPE_CONFIG, cfg_options={'optim_wraper.optimizer.lr': 0.1})
     with pytest.raises(ConfigError, match="'model.backbone.init_cfgs' is not a section"):
         load_config(RECIPE_CONFIG, cfg_options={'model.backbone.init_cfgs.checkpoint': 'x'})
+
+
+def test_auto_workers_become_one_per_core(monkeypatch):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(12)))
+    cfg = load_config(RECIPE_CONFIG)
+    expected = min(8, 12 // max(1, torch.cuda.device_count()))
+    assert [cfg[name].num_workers for name in ('train_dataloader', 'val_dataloader',
+                                               'test_dataloader')] == [expected] * 3
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
+    assert load_config(RECIPE_CONFIG).train_dataloader.num_workers == 1
 
 
 def test_zero_workers_switch_off_persistent_workers():

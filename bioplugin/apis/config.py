@@ -1,6 +1,7 @@
 """Load a config and apply the command-line overrides every tool shares."""
 import difflib
 import importlib.util
+import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -25,7 +26,8 @@ def load_config(config: str,
     - The top-level ``data_root`` (or ``data_root`` given here) is applied to every split;
       a split's own ``data_root`` in ``cfg_options`` still wins.
     - ``work_dir`` defaults to ``work_dirs/<config name>``.
-    - ``persistent_workers`` is switched off for loaders with ``num_workers=0``.
+    - ``num_workers='auto'`` is resolved; ``persistent_workers`` is switched off for loaders
+      with ``num_workers=0``.
     """
     if not osp.isfile(config):
         raise ConfigError(f'Config file {config!r} does not exist.')
@@ -80,15 +82,26 @@ def apply_data_root(cfg: Config) -> None:
 
 
 def fix_dataloader_workers(cfg: Config) -> None:
-    """``persistent_workers`` needs worker processes; pinned memory only helps a GPU."""
+    """``num_workers='auto'`` becomes one loader process per CPU core (at most 8, shared
+    between the processes of a multi-GPU run); ``persistent_workers`` needs worker
+    processes; pinned memory only helps a GPU."""
     for name in DATALOADERS:
         loader = cfg.get(name)
         if not loader:
             continue
+        if loader.get('num_workers') == 'auto':
+            loader.num_workers = auto_num_workers()
         if loader.get('num_workers', 0) == 0:
             loader.persistent_workers = False
         if torch.cuda.is_available():
             loader.setdefault('pin_memory', True)
+
+
+def auto_num_workers(max_workers: int = 8) -> int:
+    """Loader processes per training process: the CPU cores this process may use, divided
+    among the GPUs of the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return max(1, min(max_workers, (cores or 1) // max(1, torch.cuda.device_count())))
 
 
 def apply_precision(cfg: Config, precision: Optional[str] = None) -> str:

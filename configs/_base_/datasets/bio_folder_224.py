@@ -33,7 +33,8 @@ test_pipeline = [
 
 train_dataloader = dict(
     batch_size=64,
-    num_workers=2,
+    # one loader process per CPU core (at most 8), kept alive between epochs
+    num_workers='auto',
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
     # the head's BatchNorm1d cannot train on a last batch of one image
@@ -45,7 +46,7 @@ train_dataloader = dict(
 
 val_dataloader = dict(
     batch_size=64,
-    num_workers=2,
+    num_workers='auto',
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
@@ -59,7 +60,7 @@ val_evaluator = [
 
 test_dataloader = dict(
     batch_size=64,
-    num_workers=2,
+    num_workers='auto',
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
