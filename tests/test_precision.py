@@ -1,13 +1,16 @@
 """Precision choice: what 'auto' means on which hardware, and the flags that override it."""
+import cv2
+import numpy as np
 import pytest
 import torch
 
-from bioplugin.apis import build_train_config
+from bioplugin.apis import BioClassifier, build_train_config, load_config
 from bioplugin.apis.cli import add_precision_options, precision_choice, tool_parser
 from bioplugin.engine import precision as precision_module
+from bioplugin.datasets.bio_dataset import scan_images
 from bioplugin.engine.precision import cpu_has_native_bf16, resolve_precision
 from bioplugin.errors import ConfigError
-from conftest import RECIPE_CONFIG
+from conftest import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
 
 
 @pytest.mark.parametrize('flags,expected', [
@@ -45,3 +48,42 @@ def test_fp32_and_amp_flags_exclude_each_other():
     assert precision_choice(parser.parse_args(['--amp'])) in ('bf16', 'fp16')
     with pytest.raises(SystemExit):
         parser.parse_args(['--amp', '--fp32'])
+
+
+@pytest.fixture(scope='module')
+def trained_classifier_pair(tmp_path_factory):
+    """A tiny model trained until it separates its classes, in float32 and in bfloat16."""
+    tmp = tmp_path_factory.mktemp('precision')
+    data = make_image_folder(str(tmp / 'data'), ['0', '1', '2'], per_class=8, val_per_class=4,
+                             test_images=40)
+    result = run_tool('tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir',
+                      str(tmp / 'work'), '--cfg-options', 'train_cfg.max_epochs=6')
+    assert result.returncode == 0, result.stderr[-2000:]
+    cfg = load_config(TINY_CONFIG, data_root=data)
+    checkpoint = str(tmp / 'work' / 'epoch_6.pth')
+    return data, (BioClassifier(cfg, checkpoint, device='cpu', precision='fp32'),
+                  BioClassifier(cfg, checkpoint, device='cpu', precision='bf16'))
+
+
+def test_bfloat16_top1_agrees_with_float32_on_99_percent(trained_classifier_pair):
+    data, (fp32, bf16) = trained_classifier_pair
+    images = [cv2.imread(path) for path in scan_images(data, recursive=True)]
+    images += [np.ascontiguousarray(image[:, ::-1]) for image in images]  # and mirrored
+    assert len(images) >= 150
+    reference, mixed = fp32.predict_scores(images), bf16.predict_scores(images)
+    assert (reference.argmax(1) == reference.argmax(1)[0]).mean() < 0.5  # not one class
+    agreement = (reference.argmax(1) == mixed.argmax(1)).mean()
+    assert agreement >= 0.99, agreement
+    assert np.abs(reference - mixed).max() < 0.05
+    assert not np.array_equal(reference, mixed)  # bfloat16 really ran
+
+
+def test_bfloat16_inference_keeps_conv_weights_in_bfloat16_channels_last(
+        trained_classifier_pair):
+    _, (fp32, bf16) = trained_classifier_pair
+    convs = [m for m in bf16.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.dtype == torch.bfloat16 for c in convs)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    norms = [m for m in bf16.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(n.weight.dtype == torch.float32 for n in norms)
+    assert all(p.dtype == torch.float32 for p in fp32.model.parameters())

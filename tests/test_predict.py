@@ -11,7 +11,6 @@ import torch
 
 from bioplugin.apis import BioClassifier, load_config
 from bioplugin.errors import BioPluginError, CheckpointError, ConfigError, DatasetError
-from bioplugin.datasets.bio_dataset import scan_images
 from bioplugin.evaluation import prediction_frame, write_csv_atomic
 
 from conftest import TINY_CONFIG, make_image_folder, run_tool
@@ -193,21 +192,6 @@ def test_two_test_files_with_one_stem_are_an_error_naming_both(trained12, tmp_pa
     assert result.returncode == 2
     assert 'test_0.jpg' in result.stderr and 'test_0.png' in result.stderr
     assert not osp.exists(tmp_path / 'p.csv')
-
-
-def test_bfloat16_top1_agrees_with_float32_on_99_percent(trained12):
-    paths = scan_images(trained12['data'], recursive=True)
-    images = [cv2.imread(path) for path in paths]
-    images += [np.ascontiguousarray(image[:, ::-1]) for image in images]  # and their mirrors
-    fp32 = _classifier(trained12, precision='fp32')
-    bf16 = _classifier(trained12, precision='bf16')
-    assert bf16.precision == 'bf16' and fp32.precision == 'fp32'
-    assert next(bf16.model.parameters()).is_contiguous(memory_format=torch.channels_last)
-    reference, mixed = fp32.predict_scores(images), bf16.predict_scores(images)
-    agreement = (reference.argmax(1) == mixed.argmax(1)).mean()
-    assert len(images) >= 150 and agreement >= 0.99, agreement
-    assert np.abs(reference - mixed).max() < 0.05
-    assert not np.array_equal(reference, mixed)  # bfloat16 really ran
 
 
 def test_a_crash_while_writing_leaves_the_old_csv_whole(tmp_path, monkeypatch):

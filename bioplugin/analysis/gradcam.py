@@ -2,7 +2,6 @@
 from typing import Sequence
 
 import numpy as np
-import torch
 import pandas as pd
 from mmengine.dataset import default_collate
 from pytorch_grad_cam import GradCAM
@@ -11,7 +10,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from ..apis.inference import ImageListDataset
-from ..engine.precision import channels_last
+from ..engine.precision import float32_nchw
 from ..errors import ConfigError
 from .plots import plot_image_grid
 
@@ -57,15 +56,11 @@ def gradcam_overlays(classifier, image_paths: Sequence[str],
     batch = default_collate([samples[i] for i in range(len(samples))])
     inputs = model.data_preprocessor(batch, False)['inputs']
     overlays = []
-    # float32 NCHW: the gradients Grad-CAM takes abort in oneDNN on channels-last weights
-    model.to(memory_format=torch.contiguous_format)
-    try:
-        with GradCAM(model=_Logits(model), target_layers=[last_backbone_stage(model)]) as cam:
-            maps = cam(input_tensor=inputs,
-                       targets=[ClassifierOutputTarget(int(c)) for c in target_classes])
-    finally:
-        if classifier.precision != 'fp32':
-            channels_last(model)
+    # gradients in float32 NCHW: oneDNN's channels-last backward is unsafe on CPU
+    with float32_nchw(model, classifier.precision), GradCAM(
+            model=_Logits(model), target_layers=[last_backbone_stage(model)]) as cam:
+        maps = cam(input_tensor=inputs,
+                   targets=[ClassifierOutputTarget(int(c)) for c in target_classes])
     for image, heat in zip(batch['inputs'], maps):
         rgb = image.permute(1, 2, 0).numpy()[..., ::-1].astype(np.float32) / 255  # BGR → RGB
         overlays.append(show_cam_on_image(np.ascontiguousarray(rgb), heat, use_rgb=True))

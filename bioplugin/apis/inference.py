@@ -26,7 +26,7 @@ from ..datasets.image_io import BadImageError, load_image
 from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_checkpoint,
                                     resolve_checkpoint)
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
-from ..engine.precision import autocast, channels_last, resolve_precision
+from ..engine.precision import autocast, prepare_for_inference, resolve_precision
 from ..errors import ConfigError, DatasetError
 from ..evaluation.prediction_table import image_names, prediction_frame
 from .config import build_split_dataset, load_config
@@ -189,12 +189,11 @@ class BioClassifier:
         if tta:
             tta_cfg = dict(self.cfg.get('tta_model') or dict(type='AverageClsScoreTTA'))
             model = MODELS.build(dict(tta_cfg, module=model))
-        # the config's precision ('auto': bfloat16 + channels_last where the hardware has it)
+        # the config's precision ('auto': bfloat16 weights + channels-last where the hardware
+        # has bfloat16)
         self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
                                            self.device.type)
-        if self.precision != 'fp32':
-            model = channels_last(model)
-        self.model = model.to(self.device).eval()
+        self.model = prepare_for_inference(model, self.precision).to(self.device).eval()
         self.test_pipeline_cfg = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
         self.pipeline_cfg = tta_pipeline(self.cfg) if tta else self.test_pipeline_cfg
 
