@@ -60,6 +60,22 @@ def test_head_pre_logits_is_the_512d_feature_and_forward_matches_the_layers():
     torch.testing.assert_close(head(feats), layers[5](expected))
 
 
+def test_head_computes_float32_logits_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='BioClsHead', num_classes=100, in_channels=64)).eval()
+    feats = (torch.randn(16, 64).bfloat16(), )  # what a bfloat16 backbone hands over
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        logits = head(feats)
+        scores = head.predict(feats)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, head(tuple(f.float() for f in feats)))
+    scores = torch.stack([sample.pred_score for sample in scores])
+    assert scores.dtype == torch.float32
+    # 100 near-uniform classes: bfloat16 scores would tie, float32 ones do not
+    assert all(len(set(row.tolist())) == 100 for row in scores)
+    assert any(len(set(row.bfloat16().tolist())) < 100 for row in scores)
+
+
 def test_recipe_loss_is_cross_entropy_with_label_smoothing_0_1():
     cfg = Config.fromfile(RECIPE_CONFIG)
     loss_module = MODELS.build(cfg.model.head.loss)

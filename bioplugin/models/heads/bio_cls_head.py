@@ -46,7 +46,13 @@ class BioClsHead(ClsHead):
 
     def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """The 512-d feature after BatchNorm1d, from the last backbone stage."""
-        return self.layers[:4](feats[-1])
+        feature = feats[-1]
+        with torch.autocast(feature.device.type, enabled=False):
+            return self.layers[:4](feature.float())
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
-        return self.layers[4:](self.pre_logits(feats))
+        """Logits in float32 even under bfloat16/float16 autocast: the head costs next to
+        nothing, and bfloat16 logits (8-bit mantissa) would tie close classes."""
+        feature = self.pre_logits(feats)
+        with torch.autocast(feature.device.type, enabled=False):
+            return self.layers[4:](feature)
