@@ -87,3 +87,32 @@ def test_bfloat16_inference_keeps_conv_weights_in_bfloat16_channels_last(
     norms = [m for m in bf16.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(n.weight.dtype == torch.float32 for n in norms)
     assert all(p.dtype == torch.float32 for p in fp32.model.parameters())
+
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_classifier_owns_its_weights_once_loaded(trained_classifier_pair, tmp_path, precision):
+    """The checkpoint is mapped while loading; afterwards the model must not depend on the
+    file: overwriting it in place (same size) leaves the predictions as they were."""
+    data, (fp32, _) = trained_classifier_pair
+    checkpoint = tmp_path / 'copy.pth'
+    checkpoint.write_bytes(open(fp32.checkpoint_path, 'rb').read())
+    classifier = BioClassifier(fp32.cfg, str(checkpoint), device='cpu', precision=precision)
+    images = scan_images(data, recursive=True)[:8]
+    before = classifier.predict_scores(images)
+    with open(checkpoint, 'r+b') as file:
+        file.write(bytes(checkpoint.stat().st_size))
+    np.testing.assert_array_equal(classifier.predict_scores(images), before)
+
+
+def test_half_precision_checkpoint_weights_load_as_float32(trained_classifier_pair, tmp_path):
+    data, (fp32, _) = trained_classifier_pair
+    checkpoint = torch.load(fp32.checkpoint_path, weights_only=True)
+    checkpoint['state_dict'] = {key: value.half() if value.is_floating_point() else value
+                                for key, value in checkpoint['state_dict'].items()}
+    torch.save(checkpoint, tmp_path / 'half.pth')
+    classifier = BioClassifier(fp32.cfg, str(tmp_path / 'half.pth'), device='cpu',
+                               precision='fp32')
+    assert all(p.dtype == torch.float32 for p in classifier.model.parameters())
+    images = scan_images(data, recursive=True)[:8]
+    np.testing.assert_allclose(classifier.predict_scores(images), fp32.predict_scores(images),
+                               atol=0.02)

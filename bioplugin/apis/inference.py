@@ -179,9 +179,12 @@ class BioClassifier:
             trust_checkpoint_file(checkpoint)
         self.tta = tta
         model = build_model(self.cfg)
-        state = read_checkpoint(checkpoint)
-        load_weights(model, state, checkpoint)
+        # mapped, not read: the weights become the model's as they are copied below, and a
+        # training checkpoint's optimizer state is never read
+        state = read_checkpoint(checkpoint, mmap=True)
+        load_weights(model, state, checkpoint, assign=True)
         self.classes = checkpoint_classes(state) or self._config_classes()
+        del state
         if len(self.classes) != self.cfg.model.head.num_classes:
             raise ConfigError(
                 f'{checkpoint!r} names {len(self.classes)} classes but its head has '

@@ -46,6 +46,7 @@ def load_checkpoint_file(path: str, map_location='cpu', mmap: bool = False):
     is trusted); every failure becomes one :class:`CheckpointError` sentence."""
     if not osp.isfile(path):
         raise CheckpointError(f'Checkpoint {path!r} does not exist.')
+    mmap = mmap and zipfile.is_zipfile(path)  # the legacy (pre-1.6) format cannot be mapped
     try:
         return torch.load(path, map_location=map_location, weights_only=not is_trusted(path),
                           mmap=mmap)
@@ -63,8 +64,9 @@ def load_checkpoint_file(path: str, map_location='cpu', mmap: bool = False):
 
 
 def read_checkpoint(path: str, mmap: bool = False) -> dict:
-    """A checkpoint dict, loaded safely (see :func:`load_checkpoint_file`); ``mmap=True``
-    checks a large file without reading its tensors."""
+    """A checkpoint dict, loaded safely (see :func:`load_checkpoint_file`). ``mmap=True``
+    maps the file instead of reading it: a tensor is read when it is used, and the rest (e.g.
+    a training checkpoint's optimizer state) never."""
     checkpoint = load_checkpoint_file(path, mmap=mmap)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path!r} holds a {type(checkpoint).__name__}, not a checkpoint.')
@@ -110,8 +112,10 @@ def checkpoint_classes(checkpoint: dict) -> Optional[tuple]:
     return tuple(classes) if classes else None
 
 
-def load_weights(model: nn.Module, checkpoint: dict, path: str) -> None:
-    """Copy the checkpoint's ``state_dict`` into ``model``; every key must match in shape."""
+def load_weights(model: nn.Module, checkpoint: dict, path: str, assign: bool = False) -> None:
+    """Copy the checkpoint's ``state_dict`` into ``model``; every key must match in shape.
+    ``assign=True`` makes the checkpoint's tensors the model's (no copy: with a mapped
+    checkpoint the weights are never in memory twice)."""
     state_dict = checkpoint.get('state_dict', checkpoint)
     if not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise CheckpointError(f'{path!r} has no state_dict of tensors; is it a checkpoint?')
@@ -130,7 +134,7 @@ def load_weights(model: nn.Module, checkpoint: dict, path: str) -> None:
         raise CheckpointError(
             f'Checkpoint {path!r} lacks {len(missing)} tensors of this model (e.g. '
             f'{", ".join(missing[:3])}); was it trained with a different config?')
-    model.load_state_dict(state_dict, strict=False)
+    model.load_state_dict(state_dict, strict=False, assign=assign)
 
 
 def _fix_hint(checkpoint: dict, mismatched: Sequence[str]) -> str:

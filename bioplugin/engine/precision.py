@@ -61,18 +61,30 @@ def channels_last(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def prepare_for_inference(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """Channels-last for mixed precision; for bfloat16 also bfloat16 convolution weights
-    (less memory, no weight casts per call). Normalisation layers, the classifier and the
-    input normalisation stay float32, which keeps predictions as close to float32 ones as
-    autocast alone."""
-    if precision == 'fp32':
-        return model
-    channels_last(model)
-    if precision == 'bf16':
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.to(torch.bfloat16)
+    """Copy every weight into the model's own memory in the form inference runs fastest
+    with, one tensor at a time: for mixed precision, convolution weights channels-last, for
+    bfloat16 also in bfloat16 (less memory, no casts per call). Normalisation layers, the
+    classifier and the input normalisation stay float32, which keeps predictions as close to
+    float32 ones as autocast alone. Weights assigned from a mapped checkpoint
+    (``read_checkpoint(path, mmap=True)``) are thus never held twice, and the file is free
+    once the checkpoint dict is dropped."""
+    for module in model.modules():
+        fast_conv = precision != 'fp32' and isinstance(module, torch.nn.Conv2d)
+        conv_dtype = torch.bfloat16 if fast_conv and precision == 'bf16' else torch.float32
+        for param in module.parameters(recurse=False):
+            param.data = _inference_copy(param.data, conv_dtype, fast_conv)
+        for name, buffer in module.named_buffers(recurse=False):
+            setattr(module, name, _inference_copy(buffer, conv_dtype, fast_conv))
     return model
+
+
+def _inference_copy(tensor: torch.Tensor, float_dtype: torch.dtype,
+                    channels_last: bool) -> torch.Tensor:
+    """A copy of ``tensor``, floating point in ``float_dtype``, 4-d channels-last if asked."""
+    memory_format = (torch.channels_last if channels_last and tensor.dim() == 4
+                     else torch.preserve_format)
+    dtype = float_dtype if tensor.is_floating_point() else tensor.dtype
+    return tensor.to(dtype=dtype, memory_format=memory_format, copy=True)
 
 
 @contextmanager
