@@ -78,3 +78,11 @@ def test_report_ratios_targets_and_failures():
     assert 'bfloat16 autocast, channels_last' in overhead['note']
     assert len(failures([inference, training, overhead])) == 4
     assert 'FAIL' in format_text([training]) and '**FAIL**' in format_markdown([training])
+
+    # the Runner's peak memory may exceed the bare loop's by its 5 % overhead, nothing else
+    measurements = {'inference': dict(ours=_measured(50., 1040.), reference=_measured(10., 1000.)),
+                    'overhead': dict(ours=_measured(2., 1040., precision=precision),
+                                     reference=_measured(2., 1000.))}
+    inference, overhead = build_rows(measurements, labels)
+    assert (inference['memory'], overhead['memory']) == ('FAIL', 'PASS')
+    assert '+4.0% peak memory' in overhead['note']

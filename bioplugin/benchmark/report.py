@@ -9,8 +9,10 @@ from .common import describe_precision
 
 # ours / reference throughput each case must reach
 MIN_RATIO = {'aug_small': 2.0, 'aug_large': 2.5, 'inference': 4.0, 'training': 2.5}
+# the Runner may cost this much more time per iteration, and peak memory, than the bare loop
+# with its precision (its fixed cost: hooks, logger, visualizer, message hub)
 MAX_RUNNER_OVERHEAD = 0.05
-# ours may peak at most this much above the reference (allocator and import noise)
+# elsewhere ours may peak at most this much above the reference (allocator and import noise)
 MEMORY_TOLERANCE = 0.01
 # slowest / fastest timed repetition above which a row is flagged as noisy
 NOISY_SPREAD = 1.5
@@ -30,8 +32,8 @@ def _verdict(passed: bool) -> str:
     return 'PASS' if passed else 'FAIL'
 
 
-def _fits(ours_mib: float, reference_mib: float) -> bool:
-    return ours_mib <= reference_mib * (1 + MEMORY_TOLERANCE)
+def _fits(ours_mib: float, reference_mib: float, tolerance: float) -> bool:
+    return ours_mib <= reference_mib * (1 + tolerance)
 
 
 def spread(result: dict) -> float:
@@ -42,17 +44,19 @@ def spread(result: dict) -> float:
 
 def build_row(key: str, label: str, ours: dict, reference: dict) -> dict:
     """One table row: throughputs, ``ratio = ours / reference``, the target and its verdict,
-    and the peak memory of both processes (ours must not need more, within 1 %)."""
+    and the peak memory of both processes (ours must not need more, within 1 %; the Runner
+    within its 5 % overhead)."""
     ratio = ours['images_per_s'] / reference['images_per_s']
     row = dict(key=key, case=label, ours_img_s=ours['images_per_s'],
                reference_img_s=reference['images_per_s'], ratio=ratio,
                ours_peak_mib=ours['peak_rss_mib'], reference_peak_mib=reference['peak_rss_mib'])
     if key == 'overhead':
         overhead = 1 / ratio - 1  # Runner time per iteration / bare time per iteration - 1
+        memory_overhead = ours['peak_rss_mib'] / reference['peak_rss_mib'] - 1
         row.update(target=f'overhead ≤ {MAX_RUNNER_OVERHEAD:.0%}',
                    speed=_verdict(overhead <= MAX_RUNNER_OVERHEAD), overhead=overhead,
-                   note=f"Runner {overhead:+.1%} per iteration; both "
-                        f"{describe_precision(ours.get('precision'))}")
+                   note=f"Runner {overhead:+.1%} per iteration, {memory_overhead:+.1%} peak "
+                        f"memory; both {describe_precision(ours.get('precision'))}")
     else:
         row.update(target=f'≥ {MIN_RATIO[key]:g}×', speed=_verdict(ratio >= MIN_RATIO[key]),
                    note='')
@@ -63,11 +67,13 @@ def build_row(key: str, label: str, ours: dict, reference: dict) -> dict:
     if row['spread'] > NOISY_SPREAD:
         row['note'] = '; '.join(filter(None, [
             row['note'], f"NOISY: repetitions differ {row['spread']:.1f}×"]))
-    memory_ok = _fits(ours['peak_rss_mib'], reference['peak_rss_mib'])
+    tolerance = MAX_RUNNER_OVERHEAD if key == 'overhead' else MEMORY_TOLERANCE
+    memory_ok = _fits(ours['peak_rss_mib'], reference['peak_rss_mib'], tolerance)
     if 'peak_cuda_mib' in ours and 'peak_cuda_mib' in reference:
         row.update(ours_peak_cuda_mib=ours['peak_cuda_mib'],
                    reference_peak_cuda_mib=reference['peak_cuda_mib'])
-        memory_ok = memory_ok and _fits(ours['peak_cuda_mib'], reference['peak_cuda_mib'])
+        memory_ok = memory_ok and _fits(ours['peak_cuda_mib'], reference['peak_cuda_mib'],
+                                        tolerance)
     row['memory'] = _verdict(memory_ok)
     return row
 
