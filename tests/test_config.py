@@ -18,7 +18,8 @@ def recipe():
 
 def test_recipe_optimizer_schedule_and_stopping(recipe):
     optimizer = recipe.optim_wrapper.optimizer
-    assert optimizer == dict(type='AdamW', lr=1e-3, weight_decay=1e-4)  # no inherited momentum
+    assert optimizer == dict(type='AdamW', lr=1e-3, weight_decay=1e-4,  # no inherited momentum
+                             fused=True)
     assert recipe.optim_wrapper.clip_grad == dict(max_norm=1.0)
 
     scheduler = recipe.param_scheduler
