@@ -18,8 +18,10 @@ import tempfile
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 import torch
 from bioplugin.apis.cli import run_tool, tool_parser
-from bioplugin.benchmark import (CASES, BenchmarkSettings, failures, format_markdown,
-                                 format_text, run_benchmark, write_json)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/benchmarking/
+from benchmarking import (CASES, BenchmarkSettings, failures, format_markdown,  # noqa: E402
+                          format_text, run_benchmark, write_json)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -9,8 +9,9 @@ from typing import Callable
 
 import torch
 
-from ..apis.config import load_config
-from ..errors import ConfigError
+from bioplugin.apis import load_config
+from bioplugin.errors import ConfigError
+
 from .augmentation import ours_augmentation, reference_augmentation
 from .common import (CASES, BenchmarkSettings, child_device, model_name, model_options,
                      run_isolated)

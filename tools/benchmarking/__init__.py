@@ -1,9 +1,10 @@
 """Side-by-side speed and memory benchmark of the recipe against the seed's plain PyTorch code.
 
 Every measurement runs in its own spawned process, so each reports its own peak memory and no
-case warms caches for another. ``tools/benchmark.py`` is the command line::
+case warms caches for another. ``tools/benchmark.py`` is the command line; with ``tools/`` on
+``sys.path``::
 
-    from bioplugin.benchmark import BenchmarkSettings, format_text, run_benchmark
+    from benchmarking import BenchmarkSettings, format_text, run_benchmark
     report = run_benchmark(BenchmarkSettings(config='configs/bio_resnext.py'), 'tmp/bench')
     print(format_text(report['rows']))
 """

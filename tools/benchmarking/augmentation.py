@@ -10,7 +10,8 @@ from mmengine.registry import init_default_scope
 
 from mmpretrain.registry import TRANSFORMS
 
-from ..apis.config import load_config
+from bioplugin.apis import load_config
+
 from .common import BenchmarkSettings, limit_threads, take, time_repeats
 from .reference import load_rgb, seed_train_transform
 

@@ -14,7 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from ..apis.inference import build_model as build_classifier_model
+from bioplugin.models import build_model as build_classifier_model
 
 CASES = ('aug', 'inference', 'training', 'overhead')
 

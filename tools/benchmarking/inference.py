@@ -5,9 +5,9 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..apis.config import load_config
-from ..apis.inference import BioClassifier
-from ..engine.checkpoint_io import load_weights, read_checkpoint
+from bioplugin.apis import BioClassifier, load_config
+from bioplugin.engine.checkpoint_io import load_weights, read_checkpoint
+
 from .common import (BenchmarkSettings, build_model, is_channels_last, model_options,
                      time_repeats)
 from .reference import ImagePathDataset, seed_test_transform

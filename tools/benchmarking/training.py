@@ -1,4 +1,4 @@
-"""Training throughput: our Runner (``build_train_config`` + ``train``) vs two bare loops.
+"""Training throughput: the Runner of ``build_train_config``'s recipe vs two bare loops.
 
 - ``seed_training``: the seed's plain fp32 NCHW loop (torchvision chain, label-smoothing CE,
   AdamW, gradient-norm clipping), the reference of the speed-up.
@@ -22,9 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from mmpretrain.registry import HOOKS
+from bioplugin.apis.train import build_runner, build_train_config
 
-from ..apis.train import build_train_config, train
 from .common import (BenchmarkSettings, build_model, is_channels_last, iteration_rate,
                      model_options, synchronize)
 from .reference import seed_train_transform
@@ -48,13 +47,10 @@ def training_precision(optim_wrapper, model: nn.Module) -> dict:
                 loss_scale=getattr(optim_wrapper, 'loss_scaler', None) is not None)
 
 
-@HOOKS.register_module()
 class BenchmarkTimerHook(Hook):
     """Read the clock after every training iteration, after all other hooks, and record the
-    precision the Runner trains with after its first iteration::
-
-        custom_hooks = [dict(type='BenchmarkTimerHook')]
-    """
+    precision the Runner trains with after its first iteration. Registered in no registry: the
+    benchmark adds an instance with ``runner.register_hook``."""
 
     priority = 'LOWEST'
 
@@ -73,7 +69,7 @@ class BenchmarkTimerHook(Hook):
 def training_config(settings: BenchmarkSettings, data_root: str, work_dir: str) -> Config:
     """The recipe for one epoch of ``warmup + iters`` batches on ``data_root/train``: no
     validation (it would begin past the end), no checkpoint, no pretrained download, rare
-    logging, the timer hook."""
+    logging."""
     options = dict(model_options(settings), **{
         'train_dataloader.batch_size': settings.batch_size,
         'train_dataloader.num_workers': settings.num_workers,
@@ -83,16 +79,16 @@ def training_config(settings: BenchmarkSettings, data_root: str, work_dir: str) 
         'default_hooks.checkpoint': None,
         'default_hooks.logger.interval': 10**6,
     })
-    cfg = build_train_config(settings.config, work_dir=work_dir, cfg_options=options,
-                             data_root=data_root)
-    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='BenchmarkTimerHook')]
-    return cfg
+    return build_train_config(settings.config, work_dir=work_dir, cfg_options=options,
+                              data_root=data_root)
 
 
 def runner_training(settings: BenchmarkSettings, data_root: str, work_dir: str) -> dict:
     """Images/s of ``tools/train.py``'s Runner, and the precision it used."""
-    runner = train(training_config(settings, data_root, work_dir))
-    timer = next(hook for hook in runner.hooks if isinstance(hook, BenchmarkTimerHook))
+    runner = build_runner(training_config(settings, data_root, work_dir))
+    timer = BenchmarkTimerHook()
+    runner.register_hook(timer)
+    runner.train()
     return dict(iteration_rate(timer.stamps, settings.warmup, settings.batch_size),
                 precision=timer.precision)
 
