@@ -1,23 +1,26 @@
-"""Figures for a report: pure functions, data in, matplotlib Figure out (``save_figure`` writes)."""
-import os
+"""Figures for a report: pure functions, data in, matplotlib Figure out (``save_figure`` writes).
+
+Figures are :class:`~matplotlib.figure.Figure` objects made directly, without pyplot: no global
+backend switch and no figure registry to close.
+"""
 import os.path as osp
 from typing import Sequence
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use('Agg')  # files only; no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .confusion import normalize_rows  # noqa: E402
+from ..fileio import atomic_open
+from .confusion import normalize_rows
 
 
-def save_figure(figure, path: str, dpi: int = 110) -> str:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches='tight')
-    plt.close(figure)
+def save_figure(figure: Figure, path: str, dpi: int = 110) -> str:
+    """Write ``figure`` to ``path`` atomically, in the format its extension names (PNG when it
+    has none); returns ``path``."""
+    image_format = osp.splitext(path)[1][1:].lower() or 'png'
+    with atomic_open(path, 'wb') as file:
+        figure.savefig(file, format=image_format, dpi=dpi, bbox_inches='tight')
     return path
 
 
@@ -35,7 +38,8 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], normalize:
     count = len(classes)
     values = normalize_rows(matrix) if normalize else matrix
     side = float(np.clip(3 + 0.16 * count, 5, 24))
-    figure, axis = plt.subplots(figsize=(side + 1.5, side))
+    figure = Figure(figsize=(side + 1.5, side))
+    axis = figure.subplots()
     image = axis.imshow(values, cmap='Blues', vmin=0, vmax=1 if normalize else None,
                         interpolation='nearest')
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04,
@@ -63,8 +67,9 @@ def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy'):
     """Horizontal bars per class, sorted worst first, with the support in the label."""
     table = table.sort_values(metric, kind='stable')
     count = len(table)
-    figure, axis = plt.subplots(figsize=(8, float(np.clip(1 + 0.22 * count, 3, 30))))
-    colours = plt.cm.RdYlGn(table[metric].to_numpy())
+    figure = Figure(figsize=(8, float(np.clip(1 + 0.22 * count, 3, 30))))
+    axis = figure.subplots()
+    colours = matplotlib.colormaps['RdYlGn'](table[metric].to_numpy())
     labels = [f'{name} (n={support})' for name, support in zip(table['class'], table['support'])]
     axis.barh(np.arange(count), table[metric], color=colours)
     axis.set_yticks(np.arange(count), labels, fontsize=float(np.clip(300 / max(count, 1), 5, 10)))
@@ -80,7 +85,8 @@ def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy'):
 
 def plot_confused_pairs(pairs: pd.DataFrame):
     """Bars of the most frequent confusions, ``true → predicted`` with count and rate."""
-    figure, axis = plt.subplots(figsize=(8, float(np.clip(1 + 0.35 * len(pairs), 2.5, 12))))
+    figure = Figure(figsize=(8, float(np.clip(1 + 0.35 * len(pairs), 2.5, 12))))
+    axis = figure.subplots()
     if len(pairs) == 0:
         axis.text(0.5, 0.5, 'no confusions', ha='center', va='center')
         axis.set_axis_off()
@@ -98,7 +104,8 @@ def plot_confused_pairs(pairs: pd.DataFrame):
 
 def plot_training_curves(curves: pd.DataFrame):
     """Loss, validation accuracy and learning rate per epoch, one figure with three panels."""
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    figure = Figure(figsize=(15, 4))
+    axes = figure.subplots(1, 3)
     epochs = curves.index
     loss_axis, accuracy_axis, lr_axis = axes
     for column in [c for c in curves.columns if c.endswith('loss')]:
@@ -127,7 +134,8 @@ def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: 
     """RGB images in a grid with a title above each."""
     columns = max(1, min(columns, len(images)))
     rows = max(1, int(np.ceil(len(images) / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    figure = Figure(figsize=(3 * columns, 3.3 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.set_axis_off()
     for axis, image, caption in zip(axes.flat, images, titles):

@@ -7,9 +7,7 @@ compared with the backbone the config builds: a missing key or a key of another 
 error, not a warning. The result is written as an MMPretrain-style checkpoint, which MMEngine's
 ``Pretrained`` initialiser loads with ``prefix='backbone'``.
 """
-import os
 import os.path as osp
-import tempfile
 from collections import namedtuple
 from typing import Dict, Tuple
 
@@ -19,6 +17,7 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from ..errors import CheckpointError
+from ..fileio import atomic_open
 from .checkpoint_io import read_checkpoint
 
 ConversionReport = namedtuple('ConversionReport', 'source_format taken dropped')
@@ -83,17 +82,9 @@ def describe(report: ConversionReport) -> str:
 def save_backbone_checkpoint(weights: Dict[str, torch.Tensor], report: ConversionReport,
                              source: str, destination: str) -> str:
     """Write backbone ``weights`` as an MMPretrain checkpoint (``backbone.*`` keys),
-    atomically: a temporary file renamed into place."""
-    directory = osp.dirname(osp.abspath(destination))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix='.partial', dir=directory)
-    os.close(handle)
-    try:
+    atomically (see :func:`~bioplugin.fileio.atomic_open`)."""
+    with atomic_open(destination, 'wb') as file:
         torch.save({'state_dict': {f'backbone.{key}': value for key, value in weights.items()},
                     'meta': {'converted_from': osp.basename(source),
-                             'source_format': report.source_format}}, temporary)
-        os.replace(temporary, destination)
-    finally:
-        if osp.exists(temporary):
-            os.remove(temporary)
+                             'source_format': report.source_format}}, file)
     return destination

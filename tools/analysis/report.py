@@ -7,7 +7,7 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.analysis import write_report
-from bioplugin.apis.cli import run_tool, tool_parser
+from bioplugin.apis.cli import add_trust_checkpoint, run_tool, tool_parser
 
 
 def main(argv=None) -> int:
@@ -18,11 +18,13 @@ def main(argv=None) -> int:
     parser.add_argument('--out-dir', help='default: <work_dir>/report')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
     parser.add_argument('--gradcam-images', type=int, default=8)
+    add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
     def body() -> int:
         path = write_report(args.work_dir, args.config, args.checkpoint, args.out_dir,
-                            args.device, args.gradcam_images)
+                            args.device, args.gradcam_images,
+                            trust_checkpoint=args.trust_checkpoint)
         print(f'Report: {path}')
         return 0
 
