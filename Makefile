@@ -8,7 +8,7 @@ PLANKTON := data/plankton
 DEMO_CONFIG ?= configs/bio_resnext50_plankton_cpu.py
 DEMO_WORK_DIR ?= work_dirs/demo_plankton
 
-.PHONY: install data demo test clean
+.PHONY: install data demo test test-fast clean
 
 install: $(INSTALLED)
 
@@ -29,8 +29,13 @@ demo: install data
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --csv $(DEMO_WORK_DIR)/prediction.csv
 	$(PY) tools/analysis/report.py $(DEMO_WORK_DIR)
 
+# everything (what CI runs)
 test: install data
 	$(PY) -m pytest
+
+# the inner loop: all but the end-to-end runs marked slow
+test-fast: install data
+	$(PY) -m pytest -m 'not slow'
 
 clean:
 	rm -rf $(DEMO_WORK_DIR) .pytest_cache

@@ -1,0 +1,84 @@
+"""Shared test helpers: paths, generated image folders, running the tools."""
+import contextlib
+import importlib.util
+import io
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_CONFIG = osp.join(REPO, 'tests', 'configs', 'bio_tiny.py')
+RECIPE_CONFIG = osp.join(REPO, 'configs', 'bio_resnext.py')
+GOLDEN = osp.join(REPO, 'tests', 'fixtures', 'golden')
+
+
+def class_colour(label: int) -> tuple:
+    """A distinct BGR colour per class, so a tiny model can learn the classes."""
+    return ((label * 83) % 256, (label * 151 + 60) % 256, (label * 47 + 120) % 256)
+
+
+def write_image(path: str, label: int, size=(40, 48), seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    img = np.empty((*size, 3), np.uint8)
+    img[:] = class_colour(label)
+    img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    assert cv2.imwrite(path, img), path
+    return path
+
+
+def make_image_folder(root: str, class_names, per_class: int = 4, val_per_class: int = 2,
+                      test_images: int = 3, ext: str = '.jpg') -> str:
+    """``root/{train,val}/<class>/*`` with class-coloured images and a flat ``root/test``."""
+    for split_index, (split, count) in enumerate((('train', per_class), ('val', val_per_class))):
+        for label, name in enumerate(class_names):
+            for i in range(count):
+                write_image(osp.join(root, split, name, f'img_{i}{ext}'), label,
+                            size=(36 + 4 * (i % 3), 44), seed=(split_index, label, i))
+    os.makedirs(osp.join(root, 'test'), exist_ok=True)
+    for i in range(test_images):
+        write_image(osp.join(root, 'test', f'test_{i}{ext}'), i % len(class_names), seed=i)
+    return root
+
+
+def run_tool(*args, cwd=REPO, env=None):
+    """Run a script of ``tools/`` in a fresh interpreter; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+def tool_main(script: str, *argv):
+    """Call ``main(argv)`` of a script of ``tools/`` in this process; returns
+    ``(exit status, stdout, stderr)``. For argument and error-message checks."""
+    path = osp.join(REPO, 'tools', script)
+    spec = importlib.util.spec_from_file_location(f'tool_{osp.splitext(script)[0]}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = module.main([str(arg) for arg in argv])
+        except SystemExit as exit_:  # argparse errors
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def mmpretrain_tool(name: str) -> str:
+    """A script of MMPretrain's own tools (``train.py``, ``test.py``), as ``mim`` runs it."""
+    import mmpretrain
+    return osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', name)
+
+
+def pretrained_model(cfg):
+    """The config's model with its ImageNet weights resolved and loaded, as BioRunner does
+    when training starts."""
+    from bioplugin.engine.pretrained import resolve_pretrained
+    from bioplugin.models import build_model
+    model = build_model(cfg)
+    resolve_pretrained(model)
+    model.init_weights()
+    return model.eval()
