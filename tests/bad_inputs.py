@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from conftest import class_colour, make_image_folder, write_image
+from helpers import class_colour, make_image_folder, write_image
 
 CLASSES = ['0', '1', '2']
 # Loaded as upright 3-channel images, with a conversion; `expected` says how they look.

@@ -13,10 +13,10 @@ from bioplugin.analysis import (confusion_outputs, load_training_curves, model_s
                                 per_class_table)
 from bioplugin.analysis.report import write_report
 from bioplugin.apis import load_config
-from bioplugin.apis.config import enable_tensorboard
+from bioplugin.apis.options import enable_tensorboard
 from bioplugin.errors import ConfigError
 
-from conftest import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
+from helpers import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
 
 
 def synthetic_predictions(num_classes: int, per_class: int = 6, seed: int = 0):
@@ -120,6 +120,7 @@ def resumed_run(tmp_path_factory):
                 + second.stdout + second.stderr)
 
 
+@pytest.mark.slow
 def test_curves_of_a_real_resumed_run(resumed_run):
     curves = load_training_curves(resumed_run['work_dir'])
     assert list(curves.index) == [1, 2, 3]
@@ -137,12 +138,14 @@ def test_model_stats_of_the_recipe_use_the_real_parameter_count():
     assert 16e9 < stats['flops'] < 17e9  # multiply-adds at 224 x 224
 
 
+@pytest.mark.slow
 def test_model_stats_tool_fails_over_budget():
     result = run_tool(osp.join('tools', 'analysis', 'model_stats.py'), TINY_CONFIG,
                       '--budget', '1000')
     assert result.returncode == 1 and 'FAIL' in result.stdout
 
 
+@pytest.mark.slow
 def test_report_links_every_figure_and_table(resumed_run):
     path = write_report(resumed_run['work_dir'], gradcam_images=4)
     assert path == osp.join(resumed_run['work_dir'], 'report', 'report.html')
@@ -157,6 +160,7 @@ def test_report_links_every_figure_and_table(resumed_run):
     assert 'top-1 accuracy' in page and 'budget' in page
 
 
+@pytest.mark.slow
 def test_analysis_tools_run_from_saved_predictions(resumed_run, tmp_path):
     evaluation = run_tool(osp.join('tools', 'test.py'), TINY_CONFIG, resumed_run['work_dir'],
                           '--data-root', resumed_run['data'], '--work-dir', str(tmp_path))

@@ -12,7 +12,7 @@ from bioplugin.apis import load_config
 from bioplugin.datasets.bio_dataset import scan_images
 from bioplugin.datasets.image_io import BadImageError
 from mmpretrain.registry import DATASETS, TRANSFORMS
-from conftest import TINY_CONFIG, run_tool
+from helpers import TINY_CONFIG, run_tool
 
 
 @pytest.fixture(scope='module')
@@ -61,6 +61,7 @@ def test_raise_policy_stops_at_the_first_bad_image(bad_folder):
     assert sample['data_samples'].img_path not in _train_split(bad_folder)
 
 
+@pytest.mark.slow
 def test_training_and_prediction_complete_on_a_folder_of_bad_files(bad_folder, tmp_path):
     root = bad_folder['root']
     train_images = len(DATASETS.build(load_config(TINY_CONFIG, data_root=root)

@@ -13,10 +13,11 @@ from mmpretrain.registry import MODELS
 from bioplugin.apis import load_config
 from bioplugin.engine.checkpoint_allowlist import restricted_getattr
 from bioplugin.engine.pretrained import (KNOWN_CHECKPOINTS, cached_checkpoint_path,
-                                         resolve_pretrained_checkpoints)
+                                         resolve_pretrained)
+from bioplugin.models import build_model
 from bioplugin.errors import CheckpointError
 
-from conftest import RECIPE_CONFIG, TINY_CONFIG
+from helpers import RECIPE_CONFIG, TINY_CONFIG
 
 
 def test_message_hub_objects_load_with_weights_only(tmp_path):
@@ -84,7 +85,7 @@ def test_unreachable_weights_url_explains_the_offline_options(torch_home):
     url = 'http://127.0.0.1:9/resnext101_32x8d_imagenet.pth'  # nothing listens on port 9
     cfg.model.backbone.init_cfg.checkpoint = url
     with pytest.raises(CheckpointError) as error:
-        resolve_pretrained_checkpoints(cfg.model)
+        resolve_pretrained(build_model(cfg))
     message = str(error.value)
     assert url in message
     assert cached_checkpoint_path(url) in message
@@ -122,9 +123,9 @@ def test_cached_url_and_local_file_initialise_the_backbone(torch_home, tmp_path)
     for checkpoint in (url, cached):
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint,
                                            prefix='backbone')
-        resolve_pretrained_checkpoints(cfg.model)
-        assert cfg.model.backbone.init_cfg.checkpoint == cached  # no network involved
-        model = MODELS.build(cfg.model)
+        model = build_model(cfg)
+        resolve_pretrained(model)
+        assert model.backbone.init_cfg['checkpoint'] == cached  # no network involved
         model.init_weights()
         torch.testing.assert_close(model.backbone.conv1.weight, state['backbone.conv1.weight'])
 
@@ -133,4 +134,4 @@ def test_missing_local_weights_file_is_a_clear_error(tmp_path):
     cfg = load_config(TINY_CONFIG)
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'no.pth'))
     with pytest.raises(CheckpointError, match=r'do not exist.*model.backbone.init_cfg=None'):
-        resolve_pretrained_checkpoints(cfg.model)
+        resolve_pretrained(build_model(cfg))

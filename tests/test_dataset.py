@@ -6,7 +6,7 @@ import pytest
 from bioplugin.datasets import BioDataset, sort_class_names
 from bioplugin.errors import DatasetError
 
-from conftest import make_image_folder, write_image
+from helpers import make_image_folder, write_image
 
 TWELVE = [str(i) for i in range(12)]
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from bioplugin.apis import load_config
-from bioplugin.apis.train import check_training_data
+from bioplugin.engine.runner import BioRunner
 from bioplugin.datasets import BioDataset
 from bioplugin.datasets.class_balance import class_counts, inverse_frequency_weights
 from bioplugin.datasets.samplers import balanced_sampler
 from bioplugin.datasets.samplers.balanced_sampler import ClassBalancedSampler
 
-from conftest import REPO, TINY_CONFIG, make_image_folder, run_tool
+from helpers import REPO, TINY_CONFIG, make_image_folder, run_tool
 
 DETERMINISTIC_CONFIG = osp.join(REPO, 'tests', 'configs', 'bio_tiny_deterministic.py')
 
@@ -47,6 +47,7 @@ def two_process_run(tmp_path_factory):
     return dict(data=data, work_dir=work_dir, log=result.stdout + result.stderr, tmp=tmp)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_validate_and_write_one_set_of_checkpoints(two_process_run):
     log, work_dir = two_process_run['log'], two_process_run['work_dir']
     assert 'Distributed training: True' in log
@@ -60,6 +61,7 @@ def test_two_gloo_processes_train_validate_and_write_one_set_of_checkpoints(two_
     assert 'Epoch(train) [1][3/3]' in log
 
 
+@pytest.mark.slow
 def test_distributed_csv_equals_the_single_process_csv(two_process_run):
     tmp, data, work_dir = two_process_run['tmp'], two_process_run['data'], \
         two_process_run['work_dir']
@@ -85,6 +87,7 @@ def test_distributed_csv_equals_the_single_process_csv(two_process_run):
     assert len(pd.read_csv(tmp / 'eval' / 'predictions_val.csv')) == 9
 
 
+@pytest.mark.slow
 def test_one_step_on_two_processes_equals_one_process_with_the_same_global_batch(tmp_path):
     data = make_image_folder(str(tmp_path / 'data'), ['0', '1', '2', '3'], per_class=2,
                              val_per_class=1)
@@ -157,9 +160,13 @@ def test_inverse_frequency_loss_weights_from_the_training_folders(skewed, tmp_pa
     assert np.sum(sqrt * counts) == pytest.approx(52) and sqrt[2] / sqrt[0] == pytest.approx(
         np.sqrt(20))
     cfg = load_config(TINY_CONFIG, {'model.head.loss.class_weight': 'inverse_frequency'},
-                      data_root=osp.dirname(skewed.img_prefix))
-    check_training_data(cfg)
-    np.testing.assert_allclose(cfg.model.head.loss.class_weight, uniform, rtol=1e-5)
+                      data_root=osp.dirname(skewed.img_prefix), work_dir=str(tmp_path))
+    runner = BioRunner.from_cfg(cfg)
+    runner.check_training_data()  # what training does first
+    weighted = [module.class_weight for module in runner.model.modules()
+                if getattr(module, 'class_weight', None) is not None]
+    assert len(weighted) == 1
+    np.testing.assert_allclose(weighted[0], uniform, rtol=1e-5)
 
 
 def test_dataset_stats_prints_the_class_histogram(skewed):
@@ -170,6 +177,7 @@ def test_dataset_stats_prints_the_class_histogram(skewed):
     assert 'imbalance (largest / smallest class): 20.0' in result.stdout
 
 
+@pytest.mark.slow
 def test_training_with_the_balanced_sampler_from_the_command_line(skewed, tmp_path):
     result = run_tool(osp.join('tools', 'train.py'), TINY_CONFIG, '--data-root',
                       osp.dirname(skewed.img_prefix), '--work-dir', str(tmp_path),

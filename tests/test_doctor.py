@@ -14,7 +14,7 @@ from bioplugin.errors import DatasetError
 
 from bad_inputs import (BOMB_SIZE, LOADABLE, UNREADABLE, make_bad_image_folder,
                         make_structural_problem_folder)
-from conftest import REPO, make_image_folder, run_tool
+from helpers import REPO, make_image_folder, run_tool
 
 TOOL = 'tools/data/check_dataset.py'
 # Issue codes the doctor must give each kind of file that bad_inputs writes.

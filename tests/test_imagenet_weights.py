@@ -1,4 +1,5 @@
 """ImageNet initialisation without a network: torchvision and MMPretrain checkpoints made here."""
+import os
 import os.path as osp
 
 import pytest
@@ -8,11 +9,11 @@ from mmengine.config import Config
 
 from bioplugin.apis import load_config
 from bioplugin.engine import pretrained
-from bioplugin.engine.pretrained import resolve_pretrained_checkpoints
+from bioplugin.engine.pretrained import resolve_pretrained
 from bioplugin.errors import CheckpointError, ConfigError
-from mmpretrain.registry import MODELS
+from bioplugin.models import build_model
 
-from conftest import RECIPE_CONFIG, make_image_folder, run_tool
+from helpers import REPO, RECIPE_CONFIG, make_image_folder, pretrained_model, run_tool
 
 
 @pytest.fixture(autouse=True)
@@ -38,10 +39,7 @@ def torchvision_resnext():
 def _recipe_with_weights(checkpoint):
     cfg = Config.fromfile(RECIPE_CONFIG)
     cfg.model.backbone.init_cfg.checkpoint = checkpoint
-    resolve_pretrained_checkpoints(cfg.model)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model.eval()
+    return pretrained_model(cfg)
 
 
 def _assert_same_features(model, torchvision_model):
@@ -79,25 +77,50 @@ def test_a_checkpoint_of_another_architecture_lists_the_mismatched_keys(tmp_path
     cfg = Config.fromfile(RECIPE_CONFIG)
     cfg.model.backbone.init_cfg.checkpoint = path
     with pytest.raises(CheckpointError) as error:
-        resolve_pretrained_checkpoints(cfg.model)
+        resolve_pretrained(build_model(cfg))
     message = str(error.value)
     assert 'resnet50.pth' in message and '176 tensors of another shape' in message
     assert 'layer1.0.conv1.weight [64, 64, 1, 1] vs [256, 64, 1, 1]' in message
     assert '255 tensors missing: layer3.10.' in message  # layer3: 6 blocks vs 23
 
 
-def test_weights_are_checked_and_converted_once_into_the_cache(torchvision_resnext, tmp_path):
+def test_torchvision_weights_load_as_they_are_without_a_converted_copy(torchvision_resnext,
+                                                                        tmp_path):
     path = str(tmp_path / 'tv.pth')
     torch.save(torchvision_resnext.state_dict(), path)
     cfg = Config.fromfile(RECIPE_CONFIG)
     cfg.model.backbone.init_cfg.checkpoint = path
-    resolve_pretrained_checkpoints(cfg.model)
-    converted = cfg.model.backbone.init_cfg.checkpoint
-    assert converted.startswith(torch.hub.get_dir()) and converted.endswith('.backbone.pth')
-    state = torch.load(converted)['state_dict']
-    assert all(key.startswith('backbone.') for key in state)
-    assert 'backbone.fc.weight' not in state
-    assert len(state) == len(torchvision_resnext.state_dict()) - 2
+    model = build_model(cfg)
+    resolve_pretrained(model)
+    # the keys already are the backbone's: MMEngine's Pretrained reads the file without prefix
+    assert model.backbone.init_cfg == dict(type='Pretrained', checkpoint=path)
+    assert not osp.exists(osp.join(torch.hub.get_dir(), 'checkpoints'))
+
+
+def _torchvision_name_in_cache(name: str, model) -> str:
+    """Put ``model``'s weights where a download of torchvision:// ``name`` would go."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+    cached = pretrained.cached_checkpoint_path(get_torchvision_models()[name])
+    os.makedirs(osp.dirname(cached), exist_ok=True)
+    torch.save(model.state_dict(), cached)
+    return cached
+
+
+@pytest.mark.slow
+def test_the_demo_starts_from_cached_imagenet_weights_else_from_scratch():
+    """make demo: torchvision's ResNeXt-50 weights from the hub cache (a local file here)."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'bio_resnext50_plankton_cpu.py'))
+    init_cfg = cfg.model.backbone.init_cfg
+    assert (init_cfg.checkpoint, init_cfg.if_unavailable) == (
+        'torchvision://resnext50_32x4d.imagenet1k_v2', 'scratch')
+    torch.manual_seed(0)
+    scratch = build_model(cfg)
+    resolve_pretrained(scratch)  # nothing cached, no network: from scratch, said so
+    assert scratch.backbone.init_cfg is None
+    torchvision_model = torchvision.models.resnext50_32x4d(weights=None).eval()
+    cached = _torchvision_name_in_cache('resnext50_32x4d.imagenet1k_v2', torchvision_model)
+    _assert_same_features(pretrained_model(cfg), torchvision_model)
+    assert pretrained_model(cfg).backbone.init_cfg['checkpoint'] == cached
 
 
 def test_known_name_offline_explains_url_cache_path_and_from_scratch(monkeypatch):
@@ -105,13 +128,14 @@ def test_known_name_offline_explains_url_cache_path_and_from_scratch(monkeypatch
     monkeypatch.setitem(pretrained.KNOWN_CHECKPOINTS, 'torchvision_v2', url)
     cfg = load_config(RECIPE_CONFIG)
     with pytest.raises(CheckpointError) as error:
-        resolve_pretrained_checkpoints(cfg.model)
+        resolve_pretrained(build_model(cfg))
     message = str(error.value)
     assert url in message
     assert osp.join(torch.hub.get_dir(), 'checkpoints', 'resnext101_32x8d-110c445d.pth') in message
     assert '--cfg-options model.backbone.init_cfg=None' in message
 
 
+@pytest.mark.slow
 def test_train_offline_is_one_line_without_traceback(tmp_path):
     data = make_image_folder(str(tmp_path / 'data'), ['a', 'b', 'c'], per_class=4)
     result = run_tool(osp.join('tools', 'train.py'), RECIPE_CONFIG, '--data-root', data,
@@ -126,6 +150,7 @@ def test_train_offline_is_one_line_without_traceback(tmp_path):
     assert '--cfg-options model.backbone.init_cfg=None' in message
 
 
+@pytest.mark.slow
 def test_convert_tool_reports_taken_and_dropped_keys(torchvision_resnext, tmp_path):
     source, output = str(tmp_path / 'tv.pth'), str(tmp_path / 'backbone.pth')
     torch.save(torchvision_resnext.state_dict(), source)
@@ -140,9 +165,9 @@ def test_freeze_stages_and_head_lr_multiplier(tmp_path):
     from mmengine.optim import build_optim_wrapper
 
     from bioplugin.apis import build_train_config
-    from conftest import TINY_CONFIG
+    from helpers import TINY_CONFIG
     cfg = build_train_config(TINY_CONFIG, freeze_stages=2, head_lr_mult=10)
-    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    model = build_model(cfg)
     model.init_weights()
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)

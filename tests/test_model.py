@@ -9,7 +9,7 @@ from torch import nn
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from conftest import RECIPE_CONFIG
+from helpers import RECIPE_CONFIG
 
 
 @pytest.fixture(scope='module')

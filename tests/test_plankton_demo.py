@@ -3,15 +3,18 @@ import csv
 import os
 import os.path as osp
 import re
+import sys
 
 import pytest
 
 from bioplugin.apis import load_config
-from bioplugin.apis.train import check_training_data
+from bioplugin.engine.runner import BioRunner
 from bioplugin.datasets import BioDataset
-from bioplugin.datasets.plankton_demo import SPLIT_SIZES, fetch_plankton_demo
 
-from conftest import REPO, TINY_CONFIG, run_tool
+from helpers import REPO, TINY_CONFIG, run_tool
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'data'))
+from plankton_demo import SPLIT_SIZES, fetch_plankton_demo  # noqa: E402  (a tools/ module)
 
 PLANKTON = osp.join(REPO, 'data', 'plankton')
 CLASSES = ('Actinoptychus', 'Bacillariophyceae', 'Ciliophora', 'Dinoflagellata',
@@ -39,6 +42,7 @@ def test_layout_has_105_images_in_6_classes_and_a_flat_test_folder(plankton):
     assert {row['label'] for row in rows} <= set(CLASSES)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_trains_on_the_real_images(plankton, tmp_path):
     result = run_tool(osp.join('tools', 'train.py'), TINY_CONFIG, '--data-root', plankton,
                       '--work-dir', str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=1',
@@ -48,9 +52,11 @@ def test_a_tiny_model_trains_on_the_real_images(plankton, tmp_path):
     assert 'accuracy/top1' in result.stdout + result.stderr
 
 
-def test_make_demo_config_fits_the_plankton_set(plankton):
+def test_make_demo_config_fits_the_plankton_set(plankton, tmp_path):
     makefile = open(osp.join(REPO, 'Makefile')).read()
     demo_config = re.search(r'^DEMO_CONFIG \?= (\S+)', makefile, re.M).group(1)
-    cfg = load_config(osp.join(REPO, demo_config), data_root=plankton)
+    cfg = load_config(osp.join(REPO, demo_config), data_root=plankton,
+                      work_dir=str(tmp_path))
     assert cfg.model.head.num_classes == len(CLASSES)
-    check_training_data(cfg)  # raises on a class-count or batch-size mismatch
+    # raises on a class-count or batch-size mismatch
+    BioRunner.from_cfg(cfg).check_training_data()

@@ -9,8 +9,9 @@ from bioplugin.apis.cli import add_precision_options, precision_choice, tool_par
 from bioplugin.engine import precision as precision_module
 from bioplugin.datasets.bio_dataset import scan_images
 from bioplugin.engine.precision import cpu_has_native_bf16, resolve_precision
+from bioplugin.engine.runner import resolve_config
 from bioplugin.errors import ConfigError
-from conftest import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
+from helpers import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
 
 
 @pytest.mark.parametrize('flags,expected', [
@@ -31,13 +32,28 @@ def test_auto_follows_the_hardware(monkeypatch):
     assert resolve_precision('auto', 'cpu') == 'bf16'
     monkeypatch.setattr(precision_module, 'cpu_has_native_bf16', lambda: False)
     assert resolve_precision('auto', 'cpu') == 'fp32'
-    assert build_train_config(RECIPE_CONFIG).precision == (
+    recipe = build_train_config(RECIPE_CONFIG, work_dir='/tmp/bioplugin-test-workdir')
+    assert recipe.precision == 'auto'  # resolved by BioRunner, for every tool alike
+    assert resolve_config(recipe).precision == (
         'fp32' if not torch.cuda.is_available() else resolve_precision('auto', 'cuda'))
     assert resolve_precision('fp32', 'cpu') == 'fp32'
     with pytest.raises(ConfigError, match='float16 autocast needs a CUDA GPU'):
         resolve_precision('fp16', 'cpu')
     with pytest.raises(ConfigError, match="precision='half'"):
         resolve_precision('half', 'cpu')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='float16 with loss scaling on a GPU')
+def test_mmpretrains_amp_flag_becomes_bfloat16_autocast_on_cpu():
+    # MMPretrain's tools/train.py --amp sets AmpOptimWrapper, which asserts CUDA
+    cfg = build_train_config(RECIPE_CONFIG, work_dir='/tmp/bioplugin-test-workdir')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+    resolved = resolve_config(cfg)
+    assert resolved.precision == 'bf16'
+    assert resolved.optim_wrapper.type == 'AutocastOptimWrapper'
+    assert 'loss_scale' not in resolved.optim_wrapper
+    assert resolved.val_cfg.fp16 is True and resolved.test_cfg.fp16 is True
 
 
 def test_fp32_and_amp_flags_exclude_each_other():
@@ -65,6 +81,7 @@ def trained_classifier_pair(tmp_path_factory):
                   BioClassifier(cfg, checkpoint, device='cpu', precision='bf16'))
 
 
+@pytest.mark.slow
 def test_bfloat16_top1_agrees_with_float32_on_99_percent(trained_classifier_pair):
     data, (fp32, bf16) = trained_classifier_pair
     images = [cv2.imread(path) for path in scan_images(data, recursive=True)]
@@ -78,6 +95,7 @@ def test_bfloat16_top1_agrees_with_float32_on_99_percent(trained_classifier_pair
     assert not np.array_equal(reference, mixed)  # bfloat16 really ran
 
 
+@pytest.mark.slow
 def test_bfloat16_inference_keeps_conv_weights_in_bfloat16_channels_last(
         trained_classifier_pair):
     _, (fp32, bf16) = trained_classifier_pair
@@ -89,6 +107,7 @@ def test_bfloat16_inference_keeps_conv_weights_in_bfloat16_channels_last(
     assert all(p.dtype == torch.float32 for p in fp32.model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('precision', ['fp32', 'bf16'])
 def test_classifier_owns_its_weights_once_loaded(trained_classifier_pair, tmp_path, precision):
     """The checkpoint is mapped while loading; afterwards the model must not depend on the
@@ -104,6 +123,7 @@ def test_classifier_owns_its_weights_once_loaded(trained_classifier_pair, tmp_pa
     np.testing.assert_array_equal(classifier.predict_scores(images), before)
 
 
+@pytest.mark.slow
 def test_half_precision_checkpoint_weights_load_as_float32(trained_classifier_pair, tmp_path):
     data, (fp32, _) = trained_classifier_pair
     checkpoint = torch.load(fp32.checkpoint_path, weights_only=True)

@@ -13,7 +13,9 @@ from bioplugin.apis import BioClassifier, load_config
 from bioplugin.errors import BioPluginError, CheckpointError, ConfigError, DatasetError
 from bioplugin.evaluation import prediction_frame, write_csv_atomic
 
-from conftest import TINY_CONFIG, make_image_folder, run_tool
+from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 
 TWELVE = [str(i) for i in range(12)]
 TEST = osp.join('tools', 'test.py')
@@ -212,8 +214,10 @@ def test_a_crash_while_writing_leaves_the_old_csv_whole(tmp_path, monkeypatch):
 
 
 def _one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    message = result.stderr.strip()
+    """``result`` of :func:`tool_main`: exit 2 and one ``error:`` line naming ``fragments``."""
+    status, out, err = result
+    assert status == 2, out[-2000:] + err[-2000:]
+    message = err.strip()
     assert 'Traceback' not in message and message.startswith('error: ')
     assert len(message.splitlines()) == 1
     for fragment in fragments:
@@ -222,28 +226,30 @@ def _one_line_error(result, *fragments):
 
 def test_bad_inputs_stop_with_one_clear_sentence(trained12, tmp_path):
     ckpt, data = trained12['checkpoint'], trained12['data']
-    wrong_classes = run_tool(TEST, TINY_CONFIG, ckpt, '--data-root', data,
-                             '--cfg-options', 'model.head.num_classes=5')
+    work = ['--work-dir', str(tmp_path / 'work')]
+    wrong_classes = tool_main('test.py', TINY_CONFIG, ckpt, '--data-root', data, *work,
+                              '--cfg-options', 'model.head.num_classes=5')
     _one_line_error(wrong_classes, ckpt, 'model.head.num_classes=12')
 
     not_a_checkpoint = tmp_path / 'notes.pth'
     not_a_checkpoint.write_text('these are my notes, not weights')
-    _one_line_error(run_tool(TEST, TINY_CONFIG, str(not_a_checkpoint), *trained12['options']),
+    _one_line_error(tool_main('test.py', TINY_CONFIG, not_a_checkpoint, *work,
+                              *trained12['options']),
                     str(not_a_checkpoint), 'not a readable PyTorch checkpoint')
 
-    _one_line_error(run_tool(TEST, TINY_CONFIG, str(tmp_path / 'missing.pth'),
-                             *trained12['options']), 'missing.pth', 'does not exist')
+    _one_line_error(tool_main('test.py', TINY_CONFIG, tmp_path / 'missing.pth', *work,
+                              *trained12['options']), 'missing.pth', 'does not exist')
 
     no_test = make_image_folder(str(tmp_path / 'no_test'), TWELVE, per_class=1, test_images=0)
     os.rmdir(osp.join(no_test, 'test'))
-    _one_line_error(run_tool(TEST, TINY_CONFIG, ckpt, '--csv', str(tmp_path / 'x.csv'),
-                             '--data-root', no_test, '--cfg-options', 'model.head.num_classes=12'),
+    _one_line_error(tool_main('test.py', TINY_CONFIG, ckpt, '--csv', tmp_path / 'x.csv', *work,
+                              '--data-root', no_test, '--cfg-options', 'model.head.num_classes=12'),
                     'test', 'does not exist')
 
     empty_test = make_image_folder(str(tmp_path / 'empty'), TWELVE, per_class=1, test_images=0)
-    _one_line_error(run_tool(TEST, TINY_CONFIG, ckpt, '--csv', str(tmp_path / 'x.csv'),
-                             '--data-root', empty_test,
-                             '--cfg-options', 'model.head.num_classes=12'),
+    _one_line_error(tool_main('test.py', TINY_CONFIG, ckpt, '--csv', tmp_path / 'x.csv', *work,
+                              '--data-root', empty_test,
+                              '--cfg-options', 'model.head.num_classes=12'),
                     'contains no images')
 
 

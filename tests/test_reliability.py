@@ -12,7 +12,9 @@ from bioplugin.engine.checkpoint_io import latest_complete_checkpoint, read_chec
 from bioplugin.errors import CheckpointError, ConfigError, OutputError
 from bioplugin.apis.config import load_config
 from bioplugin.fileio import atomic_write
-from conftest import REPO, TINY_CONFIG, make_image_folder, run_tool
+from helpers import REPO, TINY_CONFIG, make_image_folder, run_tool
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 
 TESTS = osp.join(REPO, 'tests')
 

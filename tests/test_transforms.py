@@ -11,7 +11,7 @@ from mmengine.config import Config
 from bioplugin.datasets.transforms import BioColorJitter, BioRandomAffine
 from mmpretrain.registry import TRANSFORMS
 
-from conftest import RECIPE_CONFIG
+from helpers import RECIPE_CONFIG
 
 
 @pytest.fixture(scope='module')

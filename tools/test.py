@@ -3,17 +3,19 @@
     python tools/test.py CONFIG CHECKPOINT                          # metrics on val/
     python tools/test.py CONFIG CHECKPOINT --csv prediction.csv     # image_name,pred_label
     python tools/test.py CONFIG CHECKPOINT --csv prediction.csv --topk 3 --tta
+
+Runs MMEngine's ``runner.test()`` on the chosen split with the ``PredictionWriter`` metric, as
+MMPretrain's own tools/test.py does with the config's ``test_evaluator``.
 """
 import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
-from bioplugin.apis import BioClassifier, evaluate_to_files, load_config, predict_split
+from bioplugin.apis import build_test_config, load_config, prediction_writer, run_test
 from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
                                 precision_choice, run_tool, tool_parser)
-from bioplugin.apis.distributed import LAUNCHERS, setup_distributed
-from bioplugin.apis.evaluate import unreadable_rows
-from mmengine.dist import is_main_process
+from bioplugin.engine.distributed import LAUNCHERS
 from bioplugin.evaluation import format_metrics
+from mmengine.dist import is_main_process
 
 
 def parse_args(argv=None):
@@ -27,20 +29,21 @@ def parse_args(argv=None):
     parser.add_argument('--split', choices=('train', 'val', 'test'),
                         help='which split (default: val to evaluate, test with --csv)')
     parser.add_argument('--topk', type=int, default=1,
-                        help='with --csv: add the k best labels and scores per image')
+                        help='add the k best labels and scores per image')
     parser.add_argument('--class-names', metavar='FILE',
-                        help='with --csv: add readable names from a `label,name` CSV or a '
-                        'file with one name per line in class order')
+                        help='add readable names from a `label,name` CSV or a file with one '
+                        'name per line in class order')
     parser.add_argument('--include-index', action='store_true',
-                        help='with --csv: add the internal class index column')
+                        help='add the internal class index column')
     parser.add_argument('--full-name', action='store_true',
                         help='with --csv: keep the file extension in image_name')
     parser.add_argument('--tta', action='store_true',
                         help='average scores over the image and its mirror (and any views of '
                         "the config's tta_pipeline)")
-    parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--num-workers', type=int, default=2, help='image decoding processes')
-    parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
+    parser.add_argument('--batch-size', type=int, help="images per batch (default: the "
+                        "config's test_dataloader)")
+    parser.add_argument('--num-workers', type=int, help='image decoding processes (default: '
+                        "the config's)")
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='multi-process launcher (tools/dist_test.sh sets it)')
     add_precision_options(parser)
@@ -50,7 +53,7 @@ def parse_args(argv=None):
 
 
 def report_unreadable(frame) -> None:
-    bad = unreadable_rows(frame)
+    bad = frame[frame['status'] != 'ok'] if 'status' in frame else frame.iloc[:0]
     if len(bad):
         print(f'warning: {len(bad)} image(s) could not be read; their rows have an empty '
               'pred_label and the reason in the status column:', file=sys.stderr)
@@ -62,30 +65,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        setup_distributed(args.launcher)
-        cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
-        classifier = BioClassifier(cfg, args.checkpoint, device=args.device, tta=args.tta,
-                                   trust_checkpoint=args.trust_checkpoint,
-                                   precision=precision_choice(args))
-        loader_args = dict(batch_size=args.batch_size, num_workers=args.num_workers)
-        if args.csv:
-            frame = predict_split(classifier, args.split or 'test', args.csv, topk=args.topk,
-                                  class_names=args.class_names,
-                                  include_index=args.include_index,
-                                  full_name=args.full_name, **loader_args)
-            if is_main_process():
-                print(f'Wrote {len(frame)} predictions to {args.csv}')
-                report_unreadable(frame)
-            return 0
-        split = args.split or 'val'
-        result = evaluate_to_files(classifier, cfg.work_dir, split, **loader_args)
+        cfg = build_test_config(
+            load_config(args.config, args.cfg_options, args.work_dir, args.data_root),
+            args.checkpoint, split=args.split, csv=args.csv, tta=args.tta, topk=args.topk,
+            class_names=args.class_names, include_index=args.include_index,
+            full_name=args.full_name, precision=precision_choice(args),
+            batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher)
+        runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0
-        print(f'\n{split} split, {classifier.checkpoint_path}' + (' (TTA)' if args.tta else ''))
-        print(format_metrics(result['metrics'], len(result['predictions'])))
-        report_unreadable(result['predictions'])
-        print(f"Metrics: {result['metrics_file']}\n"
-              f"Per-image predictions: {result['predictions_file']}")
+        writer = prediction_writer(runner)
+        frame, split = writer.frame, cfg.test_evaluator.split
+        if args.csv:
+            print(f'Wrote {len(frame)} predictions to {args.csv}')
+        else:
+            print(f'\n{split} split, {cfg.load_from}' + (' (TTA)' if args.tta else ''))
+            print(format_metrics(metrics, len(frame)))
+            print(f'Metrics: {writer.output_path(cfg.test_evaluator.metrics_file)}\n'
+                  f'Per-image predictions: {writer.output_path(cfg.test_evaluator.out_file)}')
+        report_unreadable(frame)
         return 0
 
     return run_tool(body)

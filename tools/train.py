@@ -10,7 +10,7 @@ import bioplugin  # noqa: F401  (first: registers components, quiets known impor
 from bioplugin.apis import build_train_config, train
 from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
                                 precision_choice, run_tool, tool_parser)
-from bioplugin.apis.distributed import LAUNCHERS
+from bioplugin.engine.distributed import LAUNCHERS
 from mmengine.dist import is_main_process
 
 

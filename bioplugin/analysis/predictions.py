@@ -5,7 +5,7 @@ from typing import Optional, Tuple
 
 import pandas as pd
 
-from ..apis import BioClassifier, evaluate_split, load_config
+from ..apis import evaluate
 from ..datasets.bio_dataset import sort_class_names
 from ..errors import ConfigError, DatasetError
 
@@ -35,14 +35,13 @@ def read_predictions(path: str) -> Tuple[pd.DataFrame, list]:
 
 def predictions_for_analysis(predictions: Optional[str] = None, config: Optional[str] = None,
                              checkpoint: Optional[str] = None, cfg_options=None,
-                             data_root: Optional[str] = None, device: Optional[str] = None,
-                             trust_checkpoint: bool = False, **loader_args) -> Tuple[pd.DataFrame, list]:
+                             data_root: Optional[str] = None, trust_checkpoint: bool = False,
+                             **loader_args) -> Tuple[pd.DataFrame, list]:
     """Saved predictions when given, else evaluate ``checkpoint`` on the val split."""
     if predictions:
         return read_predictions(predictions)
     if not (config and checkpoint):
         raise ConfigError('Pass CONFIG and CHECKPOINT, or --predictions FILE.')
-    classifier = BioClassifier(load_config(config, cfg_options, data_root=data_root),
-                               checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    _, frame = evaluate_split(classifier, 'val', **loader_args)
-    return frame, list(classifier.classes)
+    result = evaluate(config, checkpoint, 'val', cfg_options, data_root, trust_checkpoint,
+                      **loader_args)
+    return result['predictions'], result['classes']

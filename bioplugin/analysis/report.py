@@ -10,9 +10,10 @@ import os.path as osp
 import time
 from typing import Optional
 
-from ..apis import BioClassifier, evaluate_to_files, load_config
+from ..apis import BioClassifier, evaluate, load_config
 from ..errors import ConfigError, DatasetError
 from ..evaluation import DISPLAY_NAMES, write_csv_atomic
+from ..fileio import atomic_write
 from .confusion import confused_pairs, confusion_frame, confusion_matrix, per_class_table
 from .curves import load_training_curves
 from .gradcam import explain_predictions
@@ -62,18 +63,19 @@ def confusion_outputs(predictions, classes, out_dir: str, top_pairs: int = 10,
 def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Optional[str] = None,
                  out_dir: Optional[str] = None, device: Optional[str] = None,
                  gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
-                 num_workers: int = 0) -> str:
+                 num_workers: int = 0, trust_checkpoint: bool = False) -> str:
     """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
-    every figure and table next to it (default ``<work_dir>/report/``). Returns its path."""
+    every figure and table next to it (default ``<work_dir>/report/``). Returns its path.
+    ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights."""
     if not osp.isdir(work_dir):
         raise DatasetError(f'Work dir {work_dir!r} does not exist.')
     out_dir = out_dir or osp.join(work_dir, 'report')
     os.makedirs(out_dir, exist_ok=True)
     cfg = load_config(config or work_dir_config(work_dir))
-    classifier = BioClassifier(cfg, checkpoint or work_dir, device=device)
-    evaluation = evaluate_to_files(classifier, out_dir, 'val', batch_size, num_workers)
+    evaluation = evaluate(cfg, checkpoint or work_dir, 'val', trust_checkpoint=trust_checkpoint,
+                          batch_size=batch_size, num_workers=num_workers, out_dir=out_dir)
     predictions = evaluation['predictions']
-    confusion = confusion_outputs(predictions, list(classifier.classes), out_dir, top_pairs)
+    confusion = confusion_outputs(predictions, evaluation['classes'], out_dir, top_pairs)
     files = dict(confusion['files'])
     try:
         curves = load_training_curves(work_dir)
@@ -84,16 +86,14 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     except DatasetError:
         curves = None  # evaluated from a checkpoint without its training logs
     stats = model_stats(cfg, input_size=crop_size(cfg))
-    with open(osp.join(out_dir, 'model_stats.json'), 'w') as file:
-        json.dump(stats, file, indent=2)
+    atomic_write(osp.join(out_dir, 'model_stats.json'), json.dumps(stats, indent=2))
+    # Grad-CAM needs gradients: the Python API's model, not the test loop's
+    classifier = BioClassifier(cfg, evaluation['checkpoint'], device=device)
     files['gradcam_png'] = save_figure(
         explain_predictions(classifier, predictions, gradcam_images),
         osp.join(out_dir, 'gradcam.png'))
     page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir)
-    path = osp.join(out_dir, 'report.html')
-    with open(path, 'w', encoding='utf-8') as file:
-        file.write(page)
-    return path
+    return atomic_write(osp.join(out_dir, 'report.html'), page)
 
 
 def _table(rows, header) -> str:

@@ -1,7 +1,8 @@
-from .config import load_config
-from .evaluate import evaluate_split, evaluate_to_files, predict_split
+from .config import build_split_dataset, load_config
+from .evaluate import build_test_config, evaluate, prediction_writer, run_test
 from .inference import BioClassifier
-from .train import build_train_config, train
+from .train import build_runner, build_train_config, train
 
-__all__ = ['BioClassifier', 'build_train_config', 'evaluate_split', 'evaluate_to_files',
-           'load_config', 'predict_split', 'train']
+__all__ = ['BioClassifier', 'build_runner', 'build_split_dataset', 'build_test_config',
+           'build_train_config', 'evaluate', 'load_config', 'prediction_writer', 'run_test',
+           'train']

@@ -80,7 +80,6 @@ def add_prediction_source(parser: argparse.ArgumentParser) -> None:
                         help='predictions_val.csv from tools/test.py, instead of running the model')
     parser.add_argument('--out-dir', help='where the files go (default: analysis/ next to the '
                         'predictions or in the checkpoint\'s work dir)')
-    parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
     add_trust_checkpoint(parser)
     add_config_options(parser)
 

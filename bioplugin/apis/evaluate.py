@@ -1,103 +1,121 @@
-"""Evaluate a checkpoint on a labeled split, or write the prediction CSV of a split.
-
-``tools/test.py`` is a thin CLI over :func:`evaluate_split` and :func:`predict_split`.
-"""
+"""Evaluate a checkpoint on a labeled split, or write the prediction CSV of a split, through
+``runner.test()`` and the ``PredictionWriter`` metric. ``tools/test.py`` is a thin CLI over
+:func:`build_test_config` and :func:`run_test`."""
+import copy
 import os.path as osp
-import time
 from typing import Optional, Tuple
 
-import numpy as np
-import pandas as pd
-from mmengine.dist import is_main_process
+from mmengine.config import Config
+from mmengine.runner import Runner
 
+from ..engine import checkpoint_io
 from ..errors import ConfigError
-from ..evaluation import (compute_metrics, image_names, prediction_frame, read_class_names,
-                          save_metrics_json, write_csv_atomic)
-from .config import build_split_dataset
-from .inference import BioClassifier, unreadable_reasons
+from ..evaluation.metrics_report import evaluator_list
+from ..evaluation.prediction_table import image_names
+from ..evaluation.prediction_writer import PredictionWriter
+from .config import SPLITS, build_split_dataset, load_config
+from .train import build_runner
+from .tta import apply_tta
+
+WRITER = 'PredictionWriter'
 
 
-def split_dataset(classifier: BioClassifier, split: str):
-    """The images of a split (no pipeline), labeled with the checkpoint's classes.
+def config_metrics(cfg: Config) -> list:
+    """The metrics a config evaluates with: those its test ``PredictionWriter`` wraps, else
+    its ``val_evaluator``."""
+    for metric in evaluator_list(cfg.get('test_evaluator')):
+        if metric.get('type') == WRITER:
+            return evaluator_list(metric.get('labeled_metrics'))
+    return evaluator_list(cfg.get('val_evaluator'))
 
-    A labeled split must have exactly those class folders; an unlabeled one needs no
-    training folder next to it.
+
+def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
+                      csv: Optional[str] = None, tta: bool = False, topk: int = 1,
+                      class_names: Optional[str] = None, include_index: bool = False,
+                      full_name: bool = False, precision: Optional[str] = None,
+                      batch_size: Optional[int] = None, num_workers: Optional[int] = None,
+                      launcher: str = 'none', out_dir: Optional[str] = None) -> Config:
+    """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
+    ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
+
+    Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
+    into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
+    pipeline and model); an unreadable image keeps its row, flagged.
     """
-    return build_split_dataset(classifier.cfg, split, classes=classifier.classes)
+    cfg = copy.deepcopy(cfg)
+    split = split or ('test' if csv else 'val')
+    if split not in SPLITS:
+        raise ConfigError(f'Unknown split {split!r}; choose one of {", ".join(SPLITS)}.')
+    if split != 'test':  # the split's images, seen as the test split is
+        loader = copy.deepcopy(cfg[SPLITS[split]])
+        loader.dataset.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+        loader.sampler = dict(type='DefaultSampler', shuffle=False)
+        loader.drop_last = False
+        cfg.test_dataloader = loader
+    cfg.test_dataloader.dataset.bad_image_policy = 'placeholder'
+    for key, value in (('batch_size', batch_size), ('num_workers', num_workers)):
+        if value is not None:
+            cfg.test_dataloader[key] = value
+    suffix = '_tta' if tta else ''
+    in_out_dir = (lambda name: osp.abspath(osp.join(out_dir, name))) if out_dir else str
+    cfg.test_evaluator = dict(
+        type=WRITER, labeled_metrics=config_metrics(cfg), split=split, topk=topk,
+        class_names=class_names, include_index=include_index, full_name=full_name,
+        out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
+        metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
+    if tta:
+        apply_tta(cfg)
+    if precision is not None:
+        cfg.precision = precision
+    cfg.load_from = checkpoint_io.resolve_checkpoint(checkpoint)
+    cfg.resume = False
+    cfg.launcher = launcher
+    return cfg
 
 
-def _image_paths(dataset) -> list:
-    return [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+def check_unique_names(cfg: Config, classes=None, full_name: bool = False) -> None:
+    """Refuse an unlabeled split with two images of one name before any image is read."""
+    dataset_cfg = cfg.test_dataloader.dataset
+    if dataset_cfg.get('labeled', True):
+        return
+    dataset = build_split_dataset(cfg, 'test', classes=classes)
+    image_names([dataset.get_data_info(i)['img_path'] for i in range(len(dataset))],
+                full_name=full_name)
 
 
-def evaluate_split(classifier: BioClassifier, split: str = 'val', batch_size: int = 32,
-                   num_workers: int = 0, progress: bool = True) -> Tuple[dict, pd.DataFrame]:
-    """Metrics of the config's ``val_evaluator`` on a labeled split, and the per-image table
-    (``image_name`` = path inside the split, ``pred_label``, ``score``, ``gt_label``,
-    ``image_path``). Images that cannot be read are left out of the metrics and marked in the
-    table's ``status`` column."""
-    dataset = split_dataset(classifier, split)
-    if not getattr(dataset, 'labeled', True) or 'gt_label' not in dataset.get_data_info(0):
-        raise ConfigError(f'The {split} split has no labels to evaluate against; write its '
-                          'predictions with --csv instead.')
-    paths = _image_paths(dataset)
-    gt_labels = np.asarray(dataset.get_gt_labels())
-    scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
-    errors = unreadable_reasons(paths, scores)
-    readable = np.ones(len(paths), bool)
-    readable[list(errors)] = False
-    metrics = compute_metrics(scores[readable], gt_labels[readable],
-                              classifier.cfg.val_evaluator, classifier.classes)
-    relative_paths = [osp.relpath(path, dataset.img_prefix) for path in paths]
-    frame = prediction_frame(relative_paths, scores, classifier.classes, errors=errors)
-    frame['gt_label'] = np.asarray(classifier.classes, dtype=object)[gt_labels]
-    frame['image_path'] = paths
-    return metrics, frame
+def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]:
+    """Build the Runner of a :func:`build_test_config` config and test; returns the Runner
+    and the metrics (empty for an unlabeled split). ``trust_checkpoint`` allows a checkpoint
+    that holds pickled objects beyond weights."""
+    if trust_checkpoint:
+        checkpoint_io.trust_checkpoint(cfg.load_from)
+    classes = checkpoint_io.checkpoint_classes(checkpoint_io.read_checkpoint(cfg.load_from,
+                                                                             mmap=True))
+    check_unique_names(cfg, classes, cfg.test_evaluator.get('full_name', False))
+    runner = build_runner(cfg)
+    metrics = runner.test()
+    return runner, metrics
 
 
-def unreadable_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a prediction table whose image could not be read."""
-    return frame[frame['status'] != 'ok'] if 'status' in frame else frame.iloc[:0]
+def prediction_writer(runner: Runner):
+    """The ``PredictionWriter`` of a runner's test evaluator."""
+    return next(metric for metric in runner.test_evaluator.metrics
+                if isinstance(metric, PredictionWriter))
 
 
-def evaluate_to_files(classifier: BioClassifier, out_dir: str, split: str = 'val',
-                      batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> dict:
-    """:func:`evaluate_split`, saved as ``metrics_<split>[_tta].json`` (metrics, image count,
-    class list, checkpoint) and ``predictions_<split>[_tta].csv`` in ``out_dir``."""
-    metrics, frame = evaluate_split(classifier, split, batch_size, num_workers, progress)
-    suffix = '_tta' if classifier.tta else ''
-    metrics_file = osp.join(out_dir, f'metrics_{split}{suffix}.json')
-    predictions_file = osp.join(out_dir, f'predictions_{split}{suffix}.csv')
-    if is_main_process():  # one writer in a distributed run
-        save_metrics_json(
-            metrics_file, metrics, images=len(frame), split=split, tta=classifier.tta,
-            unreadable=unreadable_rows(frame).image_path.tolist(),
-            classes=list(classifier.classes), config=classifier.cfg.filename,
-            checkpoint=classifier.checkpoint_path, time=time.strftime('%Y-%m-%d %H:%M:%S'))
-        write_csv_atomic(frame, predictions_file)
-    return dict(metrics=metrics, predictions=frame, metrics_file=metrics_file,
-                predictions_file=predictions_file)
-
-
-def predict_split(classifier: BioClassifier, split: str = 'test',
-                  csv_path: Optional[str] = None, topk: int = 1,
-                  class_names: Optional[str] = None, include_index: bool = False,
-                  full_name: bool = False, batch_size: int = 32, num_workers: int = 0,
-                  progress: bool = True) -> pd.DataFrame:
-    """One prediction row per image of ``split``, written to ``csv_path`` when given.
-
-    ``image_name`` is the file stem (``full_name``: with extension), ``pred_label`` the class
-    folder name; rows follow the dataset's natural file order. An unreadable image keeps its
-    row, with an empty label and the reason in a ``status`` column.
-    """
-    dataset = split_dataset(classifier, split)
-    paths = _image_paths(dataset)
-    names = image_names(paths, full_name=full_name)  # refuses two files with one name
-    mapping = read_class_names(class_names, classifier.classes) if class_names else None
-    scores = classifier.predict_scores(paths, batch_size, num_workers, progress)
-    frame = prediction_frame(names, scores, classifier.classes, topk=topk,
-                             class_names=mapping, include_index=include_index,
-                             errors=unreadable_reasons(paths, scores))
-    if csv_path and is_main_process():  # one writer in a distributed run
-        write_csv_atomic(frame, csv_path)
-    return frame
+def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[dict] = None,
+             data_root: Optional[str] = None, trust_checkpoint: bool = False,
+             **options) -> dict:
+    """Evaluate ``checkpoint`` on ``split``, the Python side of ``tools/test.py CONFIG
+    CHECKPOINT``; ``options`` as :func:`build_test_config` takes them. Returns ``metrics``,
+    ``predictions`` (the per-image table), ``classes``, ``checkpoint`` and the files written
+    (``metrics_file``, ``predictions_file``)."""
+    cfg = config if isinstance(config, Config) else load_config(config, cfg_options,
+                                                                data_root=data_root)
+    cfg = build_test_config(cfg, checkpoint, split, **options)
+    runner, metrics = run_test(cfg, trust_checkpoint)
+    writer = prediction_writer(runner)
+    return dict(metrics=metrics, predictions=writer.frame,
+                classes=list(writer.dataset_meta['classes']), checkpoint=cfg.load_from,
+                metrics_file=writer.output_path(cfg.test_evaluator.metrics_file),
+                predictions_file=writer.output_path(cfg.test_evaluator.out_file))

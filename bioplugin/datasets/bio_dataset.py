@@ -1,9 +1,10 @@
 import logging
 import os
 import os.path as osp
-import re
 from contextlib import nullcontext
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
 
 import torch
 from mmengine.logging import print_log
@@ -13,46 +14,30 @@ from mmpretrain.registry import DATASETS
 
 from ..errors import DatasetError
 from ..fileio import append_unique_line
+from .folder_layout import (IMG_EXTENSIONS, class_folders, is_image_file, natural_key,
+                            scan_images, sort_class_names)
 from .image_io import BadImageError
 from .sample_seed import derive_seed, seeded_global_rng
+from .transforms.load_image import BioLoadImage
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
-                  '.ppm', '.pgm', '.pbm')
+PLACEHOLDER_SIZE = 256
 
+__all__ = ['BioDataset', 'IMG_EXTENSIONS', 'natural_key', 'scan_images', 'sort_class_names']
 
-def sort_class_names(names: Sequence[str]) -> List[str]:
-    """Order class names: numerically when every name is an integer, naturally otherwise.
-
-    ``['10', '2', '0']`` → ``['0', '2', '10']``; ``['sp10', 'sp2']`` → ``['sp2', 'sp10']``.
-    """
-    names = list(names)
-    if names and all(re.fullmatch(r'[+-]?\d+', name) for name in names):
-        return sorted(names, key=lambda name: (int(name), name))
-    return sorted(names, key=natural_key)
-
-
-def natural_key(text: str) -> Tuple:
-    """Sort key that compares digit runs as numbers and letters case-insensitively."""
-    chunks = re.split(r'(\d+)', text)
-    return tuple((0, int(chunk), '') if chunk.isdigit() else (1, 0, chunk.casefold())
-                 for chunk in chunks if chunk) + ((2, 0, text), )
+def process_loaded(image: np.ndarray, info: dict, transforms: Sequence) -> dict:
+    """A decoded image with the metadata ``info`` through the ``transforms`` of a pipeline
+    that follow its loading step."""
+    results = dict(info, img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2])
+    for transform in transforms:
+        if not isinstance(transform, BioLoadImage):
+            results = transform(results)
+    return results
 
 
-def is_image_file(name: str, extensions: Sequence[str] = IMG_EXTENSIONS) -> bool:
-    """True for a visible file whose extension (any case) is an image type."""
-    return not name.startswith('.') and name.lower().endswith(tuple(extensions))
-
-
-def scan_images(folder: str, recursive: bool = False,
-                extensions: Sequence[str] = IMG_EXTENSIONS) -> List[str]:
-    """Image paths under ``folder`` in natural order of their relative paths."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith('.')]
-        found.extend(osp.join(root, name) for name in files if is_image_file(name, extensions))
-        if not recursive:
-            break
-    return sorted(found, key=lambda path: natural_key(osp.relpath(path, folder)))
+def placeholder_sample(info: dict, transforms: Sequence) -> dict:
+    """The stand-in for a file that cannot be read: a black image through ``transforms``."""
+    return process_loaded(np.zeros((PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3), np.uint8), info,
+                          transforms)
 
 
 @DATASETS.register_module()
@@ -70,7 +55,8 @@ class BioDataset(BaseDataset):
 
     An image that cannot be read is logged once, listed in ``bad_image_log`` (the training
     hooks set ``<work_dir>/bad_images.txt``) and replaced by the next readable one;
-    ``bad_image_policy='raise'`` stops instead::
+    ``bad_image_policy='raise'`` stops instead, and ``'placeholder'`` (the test split: one
+    prediction row per file) passes a black image flagged with ``load_error``::
 
         train_dataloader = dict(dataset=dict(
             type='BioDataset', data_root='data/bio', data_prefix='train'))
@@ -81,7 +67,7 @@ class BioDataset(BaseDataset):
             labeled=False))
     """
 
-    BAD_IMAGE_POLICIES = ('skip', 'raise')
+    BAD_IMAGE_POLICIES = ('skip', 'raise', 'placeholder')
 
     def __init__(self,
                  data_root: str = '',
@@ -110,20 +96,40 @@ class BioDataset(BaseDataset):
         self._sample_key.copy_(torch.tensor([seed, epoch]))
 
     def prepare_data(self, idx: int):
-        """The sample through the pipeline; an unreadable image is recorded and, with
-        ``bad_image_policy='skip'``, replaced by the next readable one."""
+        """The sample through the pipeline, its metainfo carrying ``image_name`` (the path
+        inside the split). An unreadable image is recorded and, with
+        ``bad_image_policy='skip'``, replaced by the next readable one; with
+        ``'placeholder'`` (prediction: one row per file) it becomes a black image whose
+        metainfo carries ``load_error``."""
         for offset in range(min(len(self), self.max_refetch + 1)):
             index = (idx + offset) % len(self)
             try:
                 with self._sample_rng(index):
-                    return super().prepare_data(index)
+                    return self._annotate(super().prepare_data(index), index)
             except BadImageError as error:
                 self._record_bad_image(error)
                 if self.bad_image_policy == 'raise':
                     raise
+                if self.bad_image_policy == 'placeholder':
+                    return self._annotate(self._placeholder(index), index, error.reason)
         raise DatasetError(f'Found no readable image among {offset + 1} images of '
                            f'{self.img_prefix!r} (tried from index {idx}); run '
                            'tools/data/check_dataset.py on the data root.')
+
+    def _placeholder(self, index: int) -> dict:
+        return placeholder_sample(self.get_data_info(index), self.pipeline.transforms)
+
+    def _annotate(self, data: dict, index: int, load_error: Optional[str] = None) -> dict:
+        """Record the image's name inside the split (and why it could not be read) in the
+        metainfo of its data sample(s) — a list of views under test-time augmentation."""
+        info = dict(image_name=osp.relpath(self.get_data_info(index)['img_path'],
+                                           self.img_prefix))
+        if load_error is not None:
+            info['load_error'] = load_error
+        samples = data['data_samples']
+        for sample in samples if isinstance(samples, list) else [samples]:
+            sample.set_metainfo(info)
+        return data
 
     def _sample_rng(self, index: int):
         seed, epoch = self._sample_key.tolist()
@@ -134,7 +140,8 @@ class BioDataset(BaseDataset):
         if error.path in self._reported_bad_images:
             return
         self._reported_bad_images.add(error.path)
-        action = 'stopping' if self.bad_image_policy == 'raise' else 'skipped'
+        action = {'raise': 'stopping', 'skip': 'skipped',
+                  'placeholder': 'no prediction'}[self.bad_image_policy]
         print_log(f'Unreadable image, {action}: {error}', logger='current',
                   level=logging.WARNING)
         if self.bad_image_log:
@@ -168,18 +175,14 @@ class BioDataset(BaseDataset):
             raise DatasetError(
                 f'Class folder source {reference!r} (classes_from={self.classes_from!r}) '
                 'does not exist.')
-        classes = self._class_folders(reference)
+        classes = class_folders(reference)
         if not classes:
             raise DatasetError(f'{reference!r} has no class folders to take class names from.')
         self._metainfo['classes'] = tuple(classes)
         return classes
 
-    def _class_folders(self, folder: str) -> List[str]:
-        return sort_class_names(entry.name for entry in os.scandir(folder)
-                                if entry.is_dir() and not entry.name.startswith('.'))
-
     def _load_labeled(self, folder: str, classes: Optional[List[str]]) -> List[dict]:
-        found = self._class_folders(folder)
+        found = class_folders(folder)
         stray = [name for name in sorted(os.listdir(folder))
                  if osp.isfile(osp.join(folder, name)) and is_image_file(name, self.extensions)]
         if stray:

@@ -3,11 +3,14 @@ import os.path as osp
 
 import numpy as np
 import pandas as pd
+from mmengine.logging import print_log
+from torch import nn
 
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from .bio_dataset import BioDataset
 
 REWEIGHT_MODES = {'uniform': 1.0, 'sqrt': 0.5}
+CLASS_WEIGHT_MODES = {'inverse_frequency': 'uniform', 'sqrt_inverse_frequency': 'sqrt'}
 
 
 def class_counts(dataset) -> np.ndarray:
@@ -25,6 +28,28 @@ def inverse_frequency_weights(counts: np.ndarray, mode: str = 'uniform') -> np.n
     power = REWEIGHT_MODES[mode]
     raw = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
     return raw * counts.sum() / np.sum(raw * counts)
+
+
+def resolve_class_weights(model: nn.Module, dataset) -> None:
+    """Turn a loss's ``class_weight='inverse_frequency'`` (or ``'sqrt_inverse_frequency'``)
+    into per-class weights from the training folders; ``BioRunner`` calls this when training
+    starts::
+
+        model = dict(head=dict(loss=dict(class_weight='inverse_frequency')))
+    """
+    losses = [module for module in model.modules()
+              if isinstance(getattr(module, 'class_weight', None), str)]
+    if not losses:
+        return
+    mode = losses[0].class_weight
+    if mode not in CLASS_WEIGHT_MODES:
+        raise ConfigError(f'loss.class_weight={mode!r}: use a list of weights or one of '
+                          f'{", ".join(CLASS_WEIGHT_MODES)}.')
+    weights = inverse_frequency_weights(class_counts(dataset), CLASS_WEIGHT_MODES[mode])
+    for loss in losses:
+        loss.class_weight = [round(float(w), 6) for w in weights]
+    print_log(f'Loss class weights ({mode}): ' + ', '.join(f'{w:.3f}' for w in weights),
+              logger='current')
 
 
 def class_histogram(data_root: str, splits=('train', 'val')) -> pd.DataFrame:

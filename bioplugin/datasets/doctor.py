@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import DatasetError
-from .bio_dataset import is_image_file, natural_key, scan_images, sort_class_names
+from .folder_layout import class_folders, is_image_file, natural_key, scan_images
 from .image_io import (MAX_IMAGE_PIXELS, BadImageError, ImageHeader, decode_image,
                        probe_image, read_image_bytes)
 
@@ -264,8 +264,7 @@ def scan_layout(data_root: str) -> Tuple[List[ImageTask], List[dict]]:
 
 def _scan_labeled(root: str, split: str) -> Tuple[List[ImageTask], List[dict], List[str]]:
     folder = osp.join(root, split)
-    classes = sort_class_names(entry.name for entry in os.scandir(folder)
-                               if entry.is_dir() and not entry.name.startswith('.'))
+    classes = class_folders(folder)
     findings = [_finding(path, split, '', 'image_outside_class',
                          f'image directly in {split}/, outside any class folder')
                 for path in scan_images(folder)]

@@ -4,8 +4,9 @@ from . import atomic_backend, checkpoint_io  # noqa: F401
 from .hooks import (BadImageHook, EpochEndCheckpointHook, ParameterCountHook,
                     ReproducibilityHook, ResumableEarlyStoppingHook, count_parameters)
 from .optim_wrappers import AutocastOptimWrapper
+from .runner import BioRunner
 
-__all__ = ['AutocastOptimWrapper', 'BadImageHook', 'CHECKPOINT_SAFE_GLOBALS',
+__all__ = ['AutocastOptimWrapper', 'BadImageHook', 'BioRunner', 'CHECKPOINT_SAFE_GLOBALS',
            'EpochEndCheckpointHook', 'ReproducibilityHook',
            'ParameterCountHook', 'ResumableEarlyStoppingHook', 'allow_checkpoint_types',
            'count_parameters']

@@ -112,13 +112,13 @@ def checkpoint_classes(checkpoint: dict) -> Optional[tuple]:
     return tuple(classes) if classes else None
 
 
-def load_weights(model: nn.Module, checkpoint: dict, path: str, assign: bool = False) -> None:
-    """Copy the checkpoint's ``state_dict`` into ``model``; every key must match in shape.
-    ``assign=True`` makes the checkpoint's tensors the model's (no copy: with a mapped
-    checkpoint the weights are never in memory twice)."""
+def check_weights_fit(model: nn.Module, checkpoint: dict, path: str) -> dict:
+    """The checkpoint's ``state_dict``, after checking that it holds every tensor of ``model``
+    in its shape (one :class:`CheckpointError` sentence otherwise)."""
     state_dict = checkpoint.get('state_dict', checkpoint)
     if not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise CheckpointError(f'{path!r} has no state_dict of tensors; is it a checkpoint?')
+    state_dict = {re.sub(r'^module\.', '', key): value for key, value in state_dict.items()}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     mismatched = [key for key in expected
@@ -134,7 +134,15 @@ def load_weights(model: nn.Module, checkpoint: dict, path: str, assign: bool = F
         raise CheckpointError(
             f'Checkpoint {path!r} lacks {len(missing)} tensors of this model (e.g. '
             f'{", ".join(missing[:3])}); was it trained with a different config?')
-    model.load_state_dict(state_dict, strict=False, assign=assign)
+    return state_dict
+
+
+def load_weights(model: nn.Module, checkpoint: dict, path: str, assign: bool = False) -> None:
+    """Copy the checkpoint's ``state_dict`` into ``model`` (checked by
+    :func:`check_weights_fit`). ``assign=True`` makes the checkpoint's tensors the model's (no
+    copy: with a mapped checkpoint the weights are never in memory twice)."""
+    model.load_state_dict(check_weights_fit(model, checkpoint, path), strict=False,
+                          assign=assign)
 
 
 def _fix_hint(checkpoint: dict, mismatched: Sequence[str]) -> str:

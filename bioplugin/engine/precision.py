@@ -97,3 +97,43 @@ def float32_nchw(model: torch.nn.Module, precision: str) -> Iterator[torch.nn.Mo
         yield model
     finally:
         prepare_for_inference(model, precision)
+
+
+def device_type() -> str:
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def apply_precision(cfg) -> str:
+    """Resolve the config's ``precision`` (default ``'auto'``) for this machine and set up
+    training and evaluation for it; returns ``'bf16'``, ``'fp16'`` or ``'fp32'``.
+
+    Mixed precision picks the optimizer wrapper (``AutocastOptimWrapper`` for bfloat16,
+    MMEngine's ``AmpOptimWrapper`` with dynamic loss scaling for float16), turns on autocast in
+    validation and test, and on a GPU trains channels-last. An ``AmpOptimWrapper`` asked for
+    on a machine without CUDA (MMPretrain's ``tools/train.py --amp``) becomes bfloat16
+    autocast. ``BioRunner`` calls this; in a config::
+
+        precision = 'auto'   # or 'bf16', 'fp16' (CUDA), 'fp32'
+    """
+    device = device_type()
+    wrapper = cfg.get('optim_wrapper')
+    requested = cfg.get('precision', 'auto')
+    if wrapper is not None and wrapper.get('type') == 'AmpOptimWrapper' and device == 'cpu':
+        requested = 'bf16'  # MMEngine's float16 wrapper asserts CUDA
+    cfg.precision = resolved = resolve_precision(requested, device)
+    if resolved == 'fp32':
+        return resolved
+    if wrapper is not None:
+        if resolved == 'fp16':  # float16 needs loss scaling
+            wrapper.type = 'AmpOptimWrapper'
+            wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            wrapper.type = 'AutocastOptimWrapper'
+            wrapper.pop('loss_scale', None)
+    for name in ('val_cfg', 'test_cfg'):
+        if cfg.get(name) is not None:
+            cfg[name].fp16 = True  # MMEngine's flag for autocast (bfloat16 on CPU)
+    hooks = list(cfg.get('custom_hooks') or [])
+    if device == 'cuda' and not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]
+    return resolved

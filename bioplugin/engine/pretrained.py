@@ -1,27 +1,32 @@
-"""Resolve the pretrained checkpoints a config names to checked local files before training.
+"""ImageNet weights for the backbone, named by alias, URL, ``torchvision://`` name or path.
 
-An ``init_cfg`` of type ``Pretrained`` names its checkpoint by a known name
-(``KNOWN_CHECKPOINTS``), a URL or a local path. A URL is downloaded once into the torch hub
-cache (``$TORCH_HOME/hub/checkpoints``, where ``torch.hub`` and MMEngine cache them too). For a
-backbone initialised with ``prefix='backbone'`` the weights are checked key by key against the
-backbone the config builds, and a torchvision checkpoint is converted (once, cached) to the
-MMPretrain layout. The config is then pointed at the local file, so MMEngine's stock
-``Pretrained`` initialiser loads it through the same allow-listed path as every checkpoint::
+A ``Pretrained`` ``init_cfg`` names its checkpoint by a known name (:data:`KNOWN_CHECKPOINTS`),
+MMEngine's ``torchvision://<model>[.<weights>]`` (``torchvision://resnext50_32x4d.imagenet1k_v2``),
+a URL or a local path. Before the weights are initialised, ``BioRunner`` turns each into a local
+file — a URL is downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) with
+the sha256 prefix of its file name checked —, checks it key by key against the backbone that was
+built, and lets MMEngine's own ``Pretrained`` initialiser load it (``prefix='backbone'`` for
+MMPretrain checkpoints, none for torchvision's, whose keys already are the backbone's).
+``if_unavailable='scratch'`` trains from scratch, with one log line saying so, when the weights
+can be neither found nor downloaded::
 
     model = dict(backbone=dict(init_cfg=dict(
         type='Pretrained', checkpoint='torchvision_v2', prefix='backbone')))
 """
-import hashlib
 import os
 import os.path as osp
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import get_torchvision_models
+from torch import nn
 
 from ..errors import CheckpointError
-from .weight_conversion import checked_backbone_weights, describe, save_backbone_checkpoint
+from .checkpoint_io import read_checkpoint
+from .weight_conversion import backbone_state_dict, check_backbone_weights, describe
 
 # Published ImageNet-1k checkpoints of ResNeXt101_32x8d (top-1 as published).
 KNOWN_CHECKPOINTS = {
@@ -33,26 +38,35 @@ KNOWN_CHECKPOINTS = {
     'mmpretrain': ('https://download.openmmlab.com/mmclassification/v0/resnext/'
                    'resnext101_32x8d_b32x8_imagenet_20210506-23a247d5.pth'),
 }
+TORCHVISION_SCHEME = 'torchvision://'
+FALLBACKS = ('error', 'scratch')
 
 
-def iter_pretrained_init_cfgs(node, path: str = 'model') -> Iterator[Tuple[str, dict, dict]]:
-    """Yield ``(dotted key, module config, init_cfg)`` for every ``Pretrained`` init_cfg."""
-    if isinstance(node, dict):
-        init_cfg = node.get('init_cfg')
+def pretrained_modules(model: nn.Module) -> Iterator[Tuple[str, BaseModule]]:
+    """``(name, module)`` for every module whose ``init_cfg`` is a ``Pretrained`` checkpoint."""
+    for name, module in model.named_modules():
+        init_cfg = getattr(module, 'init_cfg', None)
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained' \
-                and 'checkpoint' in init_cfg:
-            yield f'{path}.init_cfg', node, init_cfg
-        for key, value in node.items():
-            if key != 'init_cfg':
-                yield from iter_pretrained_init_cfgs(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            yield from iter_pretrained_init_cfgs(value, f'{path}.{index}')
+                and init_cfg.get('checkpoint'):
+            yield name, module
 
 
 def cached_checkpoint_path(url: str) -> str:
     """Where a downloaded checkpoint is kept: the torch hub cache."""
     return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+
+
+def checkpoint_url(checkpoint: str, key: str = 'model.backbone.init_cfg') -> str:
+    """The URL or path behind a known name or a ``torchvision://`` name."""
+    checkpoint = KNOWN_CHECKPOINTS.get(str(checkpoint), str(checkpoint))
+    if checkpoint.startswith(TORCHVISION_SCHEME):
+        name = checkpoint[len(TORCHVISION_SCHEME):]
+        urls = get_torchvision_models()
+        if name not in urls:
+            raise CheckpointError(f'{key}.checkpoint={checkpoint!r}: torchvision has no weights '
+                                  f'named {name!r} (e.g. resnext101_32x8d.imagenet1k_v2).')
+        return urls[name]
+    return checkpoint
 
 
 def fetch_checkpoint(url: str, key: str = 'model.backbone.init_cfg') -> str:
@@ -79,43 +93,59 @@ def fetch_checkpoint(url: str, key: str = 'model.backbone.init_cfg') -> str:
 
 
 def local_checkpoint(checkpoint: str, key: str = 'model.backbone.init_cfg') -> str:
-    """The local file for a known checkpoint name, a URL or a path (checked to exist)."""
-    checkpoint = KNOWN_CHECKPOINTS.get(str(checkpoint), str(checkpoint))
+    """The local file for a known name, a ``torchvision://`` name, a URL or a path."""
+    checkpoint = checkpoint_url(checkpoint, key)
     scheme = urlparse(checkpoint).scheme
     if scheme in ('http', 'https'):
         return fetch_checkpoint(checkpoint, key)
-    if not scheme and not osp.isfile(osp.expanduser(checkpoint)):
+    path = osp.expanduser(checkpoint)
+    if scheme or not osp.isfile(path):
         raise CheckpointError(
             f'Pretrained weights {checkpoint!r} ({key}.checkpoint) do not exist; pass an '
-            f'existing file, one of {", ".join(KNOWN_CHECKPOINTS)}, or train from scratch with '
-            f'`--cfg-options {key}=None`.')
-    return osp.expanduser(checkpoint) if not scheme else checkpoint
+            f'existing file, one of {", ".join(KNOWN_CHECKPOINTS)}, a torchvision:// name, or '
+            f'train from scratch with `--cfg-options {key}=None`.')
+    return path
 
 
-def prepare_backbone_checkpoint(path: str, backbone_cfg: dict) -> str:
-    """A file MMEngine's ``Pretrained(prefix='backbone')`` loads into this backbone exactly.
+def prepare_pretrained(module: BaseModule, key: str) -> Optional[str]:
+    """Point ``module.init_cfg`` at a checked local file; returns it (None: from scratch).
 
-    The weights are checked against the backbone ``backbone_cfg`` builds; torchvision and bare
-    layouts are converted once into the cache.
+    For a backbone initialised with ``prefix='backbone'`` the weights are checked against the
+    module key by key; torchvision and bare layouts are loaded without a prefix.
     """
-    weights, report = checked_backbone_weights(path, backbone_cfg)
-    print_log(f'Pretrained backbone weights {path} ({describe(report)})', logger='current')
-    if report.source_format == 'mmpretrain':
-        return path
-    stat = os.stat(path)
-    tag = hashlib.sha256(f'{osp.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
-    destination = osp.join(torch.hub.get_dir(), 'checkpoints', 'bioplugin',
-                           f'{osp.splitext(osp.basename(path))[0]}-{tag.hexdigest()[:8]}'
-                           '.backbone.pth')
-    if not osp.isfile(destination):
-        save_backbone_checkpoint(weights, report, path, destination)
-    return destination
-
-
-def resolve_pretrained_checkpoints(model_cfg: dict, prefix: str = 'model') -> None:
-    """Point every ``Pretrained`` init_cfg of ``model_cfg`` at an existing, checked file."""
-    for key, module_cfg, init_cfg in list(iter_pretrained_init_cfgs(model_cfg, prefix)):
+    init_cfg = dict(module.init_cfg)
+    fallback = init_cfg.pop('if_unavailable', 'error')
+    if fallback not in FALLBACKS:
+        raise CheckpointError(f'{key}.if_unavailable={fallback!r}: use one of '
+                              f'{", ".join(FALLBACKS)}.')
+    try:
         path = local_checkpoint(init_cfg['checkpoint'], key)
-        if init_cfg.get('prefix') == 'backbone' and key.endswith('.backbone.init_cfg'):
-            path = prepare_backbone_checkpoint(path, module_cfg)
-        init_cfg['checkpoint'] = path
+    except CheckpointError as error:
+        if fallback == 'error':
+            raise
+        print_log(f'{key}: training from scratch; the ImageNet weights are unavailable '
+                  f'({error})', logger='current')
+        module.init_cfg = None
+        return None
+    if init_cfg.get('prefix') == 'backbone' and key.endswith('backbone.init_cfg'):
+        weights, report = backbone_state_dict(read_checkpoint(path, mmap=True))
+        check_backbone_weights(module, weights, path)
+        if report.source_format != 'mmpretrain':  # keys are the backbone's own
+            init_cfg.pop('prefix')
+        print_log(f'{key}: ImageNet weights {path} ({describe(report)})', logger='current')
+    else:
+        print_log(f'{key}: pretrained weights {path}', logger='current')
+    module.init_cfg = dict(init_cfg, checkpoint=path)
+    return path
+
+
+def resolve_pretrained(model: nn.Module, prefix: str = 'model') -> None:
+    """:func:`prepare_pretrained` for every ``Pretrained`` module of ``model``."""
+    for name, module in list(pretrained_modules(model)):
+        prepare_pretrained(module, f'{prefix}.{name}.init_cfg' if name else f'{prefix}.init_cfg')
+
+
+def skip_pretrained(model: nn.Module) -> None:
+    """Drop every ``Pretrained`` init (resuming: all weights come from the checkpoint)."""
+    for _, module in list(pretrained_modules(model)):
+        module.init_cfg = None

@@ -1,14 +1,13 @@
 """Classification metrics from predicted scores, with MMPretrain's own metric classes."""
 import json
-import os
-import os.path as osp
 from typing import Sequence
 
 import numpy as np
 import torch
-from mmengine.evaluator import Evaluator
 
 from mmpretrain.registry import METRICS
+
+from ..fileio import atomic_write
 
 DISPLAY_NAMES = {
     'accuracy/top1': 'top-1 accuracy (%)',
@@ -27,26 +26,34 @@ def evaluator_list(evaluator_cfgs) -> list:
 
 
 def fit_topk(evaluator_cfgs, num_classes: int) -> None:
-    """Drop top-k accuracies with k above the class count (MMPretrain would crash)."""
+    """Drop top-k accuracies with k above the class count (MMPretrain would crash), also
+    inside a ``PredictionWriter``'s ``labeled_metrics``."""
     for evaluator in evaluator_list(evaluator_cfgs):
         if evaluator.get('type') == 'Accuracy':
             topk = evaluator.get('topk', (1, ))
             topk = (topk, ) if isinstance(topk, int) else tuple(topk)
             evaluator['topk'] = tuple(k for k in topk if k <= num_classes) or (1, )
+        fit_topk(evaluator.get('labeled_metrics'), num_classes)
 
 
 def compute_metrics(scores: np.ndarray, gt_labels: Sequence[int], evaluator_cfgs,
                     classes: Sequence[str]) -> dict:
-    """Run the config's evaluators (e.g. ``val_evaluator``) on ``(N, C)`` class scores."""
+    """The config's metrics (e.g. ``val_evaluator``) of ``(N, C)`` class scores, computed in
+    this process alone (no gathering: the caller holds every score)."""
     evaluator_cfgs = [dict(cfg) for cfg in evaluator_list(evaluator_cfgs)]
     fit_topk(evaluator_cfgs, len(classes))
-    evaluator = Evaluator([METRICS.build(cfg) for cfg in evaluator_cfgs])
-    evaluator.dataset_meta = dict(classes=tuple(classes))
-    evaluator.process([dict(pred_score=torch.as_tensor(score),
-                            pred_label=torch.as_tensor(score).argmax().reshape(1),
-                            gt_label=torch.as_tensor([int(label)]))
-                       for score, label in zip(scores, gt_labels)])
-    return {key: float(value) for key, value in evaluator.evaluate(len(scores)).items()}
+    samples = [dict(pred_score=torch.as_tensor(score),
+                    pred_label=torch.as_tensor(score).argmax().reshape(1),
+                    gt_label=torch.as_tensor([int(label)]))
+               for score, label in zip(scores, gt_labels)]
+    results = {}
+    for cfg in evaluator_cfgs:
+        metric = METRICS.build(cfg)
+        metric.dataset_meta = dict(classes=tuple(classes))
+        metric.process(None, samples)
+        for key, value in metric.compute_metrics(metric.results).items():
+            results[f'{metric.prefix}/{key}' if metric.prefix else key] = float(value)
+    return results
 
 
 def format_metrics(metrics: dict, num_images: int) -> str:
@@ -58,7 +65,5 @@ def format_metrics(metrics: dict, num_images: int) -> str:
 
 
 def save_metrics_json(path: str, metrics: dict, **context) -> str:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as file:
-        json.dump(dict(metrics=metrics, **context), file, indent=2)
-    return path
+    """Write ``{"metrics": ..., **context}`` to ``path`` atomically; returns ``path``."""
+    return atomic_write(path, json.dumps(dict(metrics=metrics, **context), indent=2))

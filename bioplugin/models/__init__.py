@@ -1,3 +1,4 @@
+from .builder import build_model
 from .heads import BioClsHead
 
-__all__ = ['BioClsHead']
+__all__ = ['BioClsHead', 'build_model']

@@ -1,6 +1,10 @@
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['bioplugin'], allow_failed_imports=False)
+# resolves precision, num_workers='auto', ImageNet aliases, class weights, top-k, CPU process
+# groups and the data_root of every split, so any tool that builds the Runner from the
+# registry (ours, MMPretrain's tools/train.py and tools/test.py, mim) runs this config alike
+runner_type = 'BioRunner'
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),

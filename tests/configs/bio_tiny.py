@@ -10,9 +10,9 @@ model = dict(
 )
 
 loader = dict(batch_size=4, num_workers=0, persistent_workers=False)
-train_dataloader = dict(**loader, dataset=dict(data_root=data_root))
-val_dataloader = dict(**loader, dataset=dict(data_root=data_root))
-test_dataloader = dict(**loader, dataset=dict(data_root=data_root))
+train_dataloader = dict(**loader)
+val_dataloader = dict(**loader)
+test_dataloader = dict(**loader)
 
 train_cfg = dict(max_epochs=2)
 default_hooks = dict(logger=dict(interval=1))

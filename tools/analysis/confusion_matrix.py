@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     def body() -> int:
         frame, classes = predictions_for_analysis(
             args.predictions, args.config, args.checkpoint, args.cfg_options, args.data_root,
-            args.device, args.trust_checkpoint)
+            args.trust_checkpoint)
         outputs = confusion_outputs(frame, classes, analysis_out_dir(args), args.top_n,
                                     normalize=not args.counts)
         print(f'{len(frame)} images, {len(classes)} classes; worst classes:')

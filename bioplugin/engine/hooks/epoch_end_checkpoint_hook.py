@@ -65,29 +65,12 @@ class EpochEndCheckpointHook(CheckpointHook):
         self._save_checkpoint_with_step(runner, epoch, meta=dict(epoch=epoch, iter=runner.iter))
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
-        """Save ``step``'s checkpoint, point ``last_checkpoint`` at it, then drop the oldest."""
-        outdated = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                outdated.append(self.keep_ckpt_ids.popleft())
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
-
-        filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-            backend_args=self.backend_args, **self.args)
-        if not is_main_process():
-            return
-        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
-        for old_step in outdated:
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old_step))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
+        """MMEngine's save, with the removal of the outdated checkpoint held back until the
+        new one is on disk, and ``last_checkpoint`` rewritten atomically."""
+        with self._removals_after_save():
+            super()._save_checkpoint_with_step(runner, step, meta)
+            if is_main_process():
+                atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         with self._removals_after_save():
@@ -97,6 +80,9 @@ class EpochEndCheckpointHook(CheckpointHook):
     def _removals_after_save(self):
         """Hold back the file removals the stock best-checkpoint logic does before saving."""
         backend = self.file_backend
+        if isinstance(backend, _DeferredRemovals):  # already deferred by an outer save
+            yield
+            return
         deferred = _DeferredRemovals(backend)
         self.file_backend = deferred
         try:
@@ -119,4 +105,7 @@ class _DeferredRemovals:
         return getattr(self._backend, name)
 
     def remove(self, path) -> None:
+        self.paths.append(path)
+
+    def rmtree(self, path) -> None:
         self.paths.append(path)

@@ -1,5 +1,6 @@
 # ImageNet-style specimen folder: <data_root>/train/<class>/, val/<class>/, test/ (unlabeled).
 # Class folders are ordered numerically when all names are integers (0, 1, 2, ..., 10).
+# BioRunner gives the top-level data_root to every split that does not set its own.
 dataset_type = 'BioDataset'
 data_root = 'data/bio'
 
@@ -40,7 +41,7 @@ train_dataloader = dict(
     # the head's BatchNorm1d cannot train on a last batch of one image
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train',
+    dataset=dict(type=dataset_type, data_prefix='train',
                  pipeline=train_pipeline),
 )
 
@@ -50,8 +51,8 @@ val_dataloader = dict(
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='val',
-                 classes_from='train', pipeline=test_pipeline),
+    dataset=dict(type=dataset_type, data_prefix='val', classes_from='train',
+                 pipeline=test_pipeline),
 )
 val_evaluator = [
     dict(type='Accuracy', topk=(1, 5)),
@@ -64,7 +65,10 @@ test_dataloader = dict(
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='test',
-                 classes_from='train', labeled=False, pipeline=test_pipeline),
+    # one prediction row per file: an unreadable image keeps its row, flagged
+    dataset=dict(type=dataset_type, data_prefix='test', classes_from='train', labeled=False,
+                 bad_image_policy='placeholder', pipeline=test_pipeline),
 )
-test_evaluator = val_evaluator
+# runner.test() writes <work_dir>/prediction.csv (image_name,pred_label,score); on a labeled
+# split (tools/test.py evaluates val) also the metrics below, of the readable images
+test_evaluator = dict(type='PredictionWriter', out_file='prediction.csv', labeled_metrics=val_evaluator)

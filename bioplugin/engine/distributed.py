@@ -4,21 +4,24 @@ MMEngine's ``pytorch`` launcher calls ``torch.cuda.set_device`` and its default 
 passes ``device_ids=[LOCAL_RANK]``: both fail without GPUs. On CPU the process group is therefore
 initialised here with the gloo backend (MMEngine then skips its own initialisation) and DDP gets
 ``device_ids=None``. Everything else — sharded samplers, gathered metrics, rank-0-only
-checkpoints and logs — is MMEngine's.
-"""
-import math
-import os
-from typing import Callable, List, Sequence
+checkpoints and logs — is MMEngine's. ``BioRunner`` calls :func:`configure_distributed` for
+``launcher`` (set by ``--launcher`` of our tools and of MMPretrain's)::
 
-import numpy as np
+    launcher = 'pytorch'   # tools/dist_train.sh, torchrun
+"""
+import atexit
+import gc
+import os
+from typing import Callable
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
-from mmengine.dist import all_gather_object, barrier, get_dist_info, init_dist, is_main_process
+from mmengine.dist import barrier, init_dist, is_main_process
 
 from ..errors import ConfigError
 
-LAUNCHERS = ('none', 'pytorch', 'slurm')
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
 def setup_distributed(launcher: str = 'none') -> None:
@@ -34,14 +37,26 @@ def setup_distributed(launcher: str = 'none') -> None:
             raise ConfigError('--launcher pytorch expects to be started by torchrun '
                               '(tools/dist_train.sh).')
         torch_dist.init_process_group(backend='gloo')
+        # leave together and shut gloo down while the interpreter is alive: a process that
+        # exits while another still talks to it can abort in gloo's threads ("terminate
+        # called without an active exception")
+        atexit.register(_leave_process_group)
     else:
         raise ConfigError(f'--launcher {launcher} needs GPUs; on CPUs use torchrun '
                           '(tools/dist_train.sh) with --launcher pytorch.')
 
 
-def configure_distributed_training(cfg: Config, launcher: str) -> None:
-    """Set ``cfg.launcher`` and, on CPU, a DDP wrapper without device ids."""
-    cfg.launcher = launcher
+def _leave_process_group() -> None:
+    if torch_dist.is_initialized():
+        gc.collect()  # the finished Runner's DDP wrapper goes before the group it uses
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
+def configure_distributed(cfg: Config) -> None:
+    """Join the process group of ``cfg.launcher`` and, on CPU, give DDP no device ids."""
+    launcher = cfg.get('launcher', 'none')
+    setup_distributed(launcher)
     if launcher == 'none' or torch.cuda.is_available():
         return
     if cfg.get('sync_bn'):
@@ -59,23 +74,3 @@ def main_process_first(function: Callable[[], None]) -> None:
     barrier()
     if not is_main_process():
         function()
-
-
-def shard_indices(count: int) -> List[int]:
-    """This rank's share of ``range(count)``: every ``world``-th index starting at ``rank``,
-    padded by wrapping around so every rank has the same number (as MMEngine's sampler does)."""
-    rank, world = get_dist_info()
-    padded = np.resize(np.arange(count), math.ceil(count / world) * world) if count else []
-    return [int(i) for i in padded[rank::world]]
-
-
-def map_sharded(function: Callable[[Sequence[int]], np.ndarray], count: int) -> np.ndarray:
-    """``function(indices)`` → one row per index, run on this rank's shard; the rows of all
-    ranks are gathered in the original order and returned on every rank."""
-    _, world = get_dist_info()
-    if world == 1:
-        return function(list(range(count)))
-    parts = all_gather_object(np.asarray(function(shard_indices(count))))
-    # shard r holds indices r, r + world, ...: interleave the parts back, drop the padding
-    ordered = np.stack([part[k] for k in range(len(parts[0])) for part in parts])
-    return ordered[:count]

@@ -1,0 +1,51 @@
+"""Command-line choices of ``tools/train.py`` written into the config as the keys they stand for."""
+import importlib.util
+from typing import Optional
+
+from mmengine.config import Config
+
+from ..errors import ConfigError
+
+
+def set_finetuning(cfg: Config, freeze_stages: Optional[int] = None,
+                   head_lr_mult: Optional[float] = None) -> None:
+    """The usual fine-tuning knobs, written into the config.
+
+    ``freeze_stages=N`` freezes the stem and the first N backbone stages (``0``: stem only);
+    ``head_lr_mult=M`` trains the head with M times the base learning rate. In a config::
+
+        model = dict(backbone=dict(frozen_stages=2))
+        optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10.)}))
+    """
+    if freeze_stages is not None:
+        num_stages = cfg.model.backbone.get('num_stages', 4)
+        if not -1 <= freeze_stages <= num_stages:
+            raise ConfigError(f'--freeze-stages must be between -1 (none) and {num_stages}.')
+        cfg.model.backbone.frozen_stages = freeze_stages
+    if head_lr_mult is not None:
+        if head_lr_mult <= 0:
+            raise ConfigError('--head-lr-mult must be positive.')
+        paramwise = dict(cfg.optim_wrapper.get('paramwise_cfg') or {})
+        paramwise['custom_keys'] = dict(paramwise.get('custom_keys') or {},
+                                        head=dict(lr_mult=head_lr_mult))
+        cfg.optim_wrapper.paramwise_cfg = paramwise
+
+
+def enable_tensorboard(cfg: Config) -> None:
+    """Also log scalars for TensorBoard (``<work_dir>/<run>/vis_data/``); in a config::
+
+        visualizer = dict(vis_backends=[dict(type='LocalVisBackend'),
+                                        dict(type='TensorboardVisBackend')])
+    """
+    if importlib.util.find_spec('tensorboard') is None:
+        raise ConfigError('TensorBoard logging needs the tensorboard package: '
+                          'pip install tensorboard')
+    backends = list(cfg.visualizer.get('vis_backends') or [dict(type='LocalVisBackend')])
+    if not any(backend.get('type') == 'TensorboardVisBackend' for backend in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer.vis_backends = backends
+
+
+def set_seed(cfg: Config, seed: Optional[int]) -> None:
+    if seed is not None:
+        cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)

@@ -1,0 +1,27 @@
+from mmengine.hooks import Hook
+
+from mmpretrain.registry import HOOKS
+
+from ..precision import prepare_for_inference
+
+
+@HOOKS.register_module()
+class InferenceLayoutHook(Hook):
+    """Before a test run, copy the weights into the form inference runs fastest with under
+    mixed precision (channels-last convolutions, bfloat16 ones for ``'bf16'``; see
+    :func:`~bioplugin.engine.precision.prepare_for_inference`). ``BioRunner`` adds it with the
+    config's resolved ``precision``; by hand::
+
+        custom_hooks = [dict(type='InferenceLayoutHook', precision='bf16')]
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, precision: str = 'fp32'):
+        self.precision = precision
+
+    def before_test(self, runner) -> None:
+        if self.precision == 'fp32':
+            return
+        from ..runner import bare_model  # the runner module imports this hook
+        prepare_for_inference(bare_model(runner.model), self.precision)

@@ -1,0 +1,162 @@
+"""``BioRunner``: MMEngine's Runner that gives every bioplugin config key its meaning.
+
+Configs select it with ``runner_type`` (``configs/_base_/bio_runtime.py``); MMEngine's
+``RUNNERS.build`` — which our tools and MMPretrain's own ``tools/train.py`` / ``tools/test.py``
+(and ``mim train mmpretrain``) call — then builds it, so every tool runs a config alike::
+
+    runner_type = 'BioRunner'
+
+Before MMEngine builds anything it resolves, on a copy of the config: the top-level
+``data_root`` for splits without their own, ``num_workers='auto'`` and the other machine-dependent
+loader settings, ``precision='auto'``, gloo process groups for multi-process runs on CPUs, top-k
+accuracies larger than the class count, and a writable work dir. Training checks the data
+against the model, turns ``loss.class_weight='inverse_frequency'`` into weights from the
+training folders and ImageNet aliases into checked local files. Every checkpoint is loaded
+safely and strictly (one sentence when it does not fit), ``resume`` without a path falls back
+to the newest complete checkpoint, and evaluation labels its split with the checkpoint's classes.
+"""
+import copy
+
+from mmengine.config import Config
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.registry import RUNNERS  # looked up before any default scope is set
+from mmengine.runner import Runner
+
+from ..datasets.class_balance import resolve_class_weights
+from ..datasets.loader_options import DATALOADERS, resolve_loader_options
+from ..errors import CheckpointError, ConfigError
+from ..evaluation.metrics_report import fit_topk
+from ..fileio import check_work_dir
+from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_complete_checkpoint,
+                            read_checkpoint)
+from .distributed import configure_distributed, main_process_first
+from .hooks.inference_layout_hook import InferenceLayoutHook
+from .precision import apply_precision
+from .pretrained import resolve_pretrained, skip_pretrained
+
+
+def apply_data_root(cfg: Config) -> None:
+    """The top-level ``data_root`` is the data root of every split that names none itself."""
+    data_root = cfg.get('data_root')
+    if data_root is None:
+        return
+    for name in DATALOADERS:
+        dataset = (cfg.get(name) or {}).get('dataset')
+        if isinstance(dataset, dict) and dataset.get('type') == 'BioDataset':
+            dataset.setdefault('data_root', data_root)
+
+
+def resolve_config(cfg: Config) -> Config:
+    """A copy of ``cfg`` with the machine- and data-dependent keys resolved (see the module)."""
+    cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg)))
+    apply_data_root(cfg)
+    resolve_loader_options(cfg)
+    apply_precision(cfg)
+    configure_distributed(cfg)
+    num_classes = cfg.get('model', {}).get('head', {}).get('num_classes')
+    if num_classes:
+        for name in ('val_evaluator', 'test_evaluator'):
+            fit_topk(cfg.get(name), num_classes)
+    check_work_dir(cfg.work_dir)
+    return cfg
+
+
+def bare_model(model):
+    """The classifier inside DDP and test-time-augmentation wrappers."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+@RUNNERS.register_module()
+class BioRunner(Runner):
+    """MMEngine's Runner for bioplugin configs (see the module docstring)."""
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'BioRunner':
+        return super().from_cfg(resolve_config(cfg))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.precision = self.cfg.get('precision', 'fp32')
+        self.register_hook(InferenceLayoutHook(self.precision))
+
+    # ------------------------------------------------------------------ training
+    def check_training_data(self) -> None:
+        """Build the training loop and check its data against the model: the class count
+        must match the head and the split must fill one batch; string class weights become
+        weights from the training folders."""
+        self._train_loop = self.build_train_loop(self._train_loop)
+        dataloader = self.train_loop.dataloader
+        dataset = dataloader.dataset
+        classes = dataset.metainfo.get('classes') or ()
+        head = getattr(bare_model(self.model), 'head', None)
+        num_classes = getattr(head, 'num_classes', None)
+        if classes and num_classes not in (None, len(classes)):
+            raise ConfigError(
+                f'The training data has {len(classes)} classes but the model head has '
+                f'{num_classes} outputs; set `--cfg-options model.head.num_classes='
+                f'{len(classes)}`.')
+        if dataloader.drop_last and len(dataset) < dataloader.batch_size:
+            raise ConfigError(
+                f'The training split has {len(dataset)} images, fewer than one batch of '
+                f'{dataloader.batch_size}; lower `train_dataloader.batch_size`.')
+        resolve_class_weights(bare_model(self.model), dataset)
+
+    def train(self):
+        self.check_training_data()  # before any weights are downloaded
+        model = bare_model(self.model)
+        if self._resume:
+            skip_pretrained(model)  # every weight comes from the checkpoint
+        else:
+            # the first process downloads; the others then find the cached file
+            main_process_first(lambda: resolve_pretrained(model))
+        return super().train()
+
+    # ------------------------------------------------------------------ evaluation
+    def val(self):
+        self._label_with_checkpoint_classes(self._val_dataloader)
+        return super().val()
+
+    def test(self):
+        self._label_with_checkpoint_classes(self._test_dataloader)
+        return super().test()
+
+    def _label_with_checkpoint_classes(self, loader) -> None:
+        """Evaluate with the classes the checkpoint was trained on (a labeled split must
+        have exactly those folders; an unlabeled one needs no training folder)."""
+        dataset = loader.get('dataset') if isinstance(loader, dict) else None
+        if not (self._load_from and isinstance(dataset, dict)):
+            return
+        classes = checkpoint_classes(read_checkpoint(self._load_from, mmap=True))
+        if classes and dataset.get('type') == 'BioDataset':
+            dataset.pop('classes_from', None)
+            dataset['classes'] = list(classes)
+
+    def build_evaluator(self, evaluator):
+        evaluator = super().build_evaluator(evaluator)
+        for metric in evaluator.metrics:
+            if hasattr(metric, 'attach'):  # prediction writers: where and what they record
+                metric.attach(self)
+        return evaluator
+
+    # ------------------------------------------------------------------ checkpoints
+    def load_or_resume(self) -> None:
+        if self._resume and self._load_from is None and not self._has_loaded:
+            self._load_from = latest_complete_checkpoint(self.work_dir)
+            if self._load_from is None:
+                raise CheckpointError(
+                    f'Nothing to resume in {self.work_dir!r}: it has no complete checkpoint. '
+                    'Pass the --work-dir of an earlier run, or run without --resume to start '
+                    'training.')
+        if self._load_from and not self._has_loaded:
+            self.logger.info(f"{'Resuming from' if self._resume else 'Loading'} "
+                             f'{self._load_from}')
+        super().load_or_resume()
+
+    def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
+                        revise_keys=[(r'^module.', '')]):
+        """MMEngine's loading, after checking that every tensor fits (a mismatch is one
+        sentence, not a warning followed by a model with random weights)."""
+        check_weights_fit(bare_model(self.model), read_checkpoint(filename, mmap=True), filename)
+        return super().load_checkpoint(filename, map_location, strict, revise_keys)

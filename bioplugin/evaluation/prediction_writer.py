@@ -1,0 +1,120 @@
+"""``PredictionWriter``: the per-image predictions of a test run, and its metrics when labeled.
+
+A metric of MMEngine's evaluator, so ``runner.test()`` — our ``tools/test.py`` and MMPretrain's
+alike — writes one row per image of the split, in file order, gathered across processes by
+MMEngine. On a labeled split it also computes the wrapped ``labeled_metrics`` (MMPretrain's) on the
+readable images and saves them as JSON; on the unlabeled test split it only writes the CSV.
+Relative paths are inside the work dir::
+
+    test_evaluator = dict(type='PredictionWriter', out_file='prediction.csv',
+                          labeled_metrics=[dict(type='Accuracy', topk=(1, 5)),
+                                           dict(type='SingleLabelMetric', average='macro')])
+"""
+import os.path as osp
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseTTAModel
+
+from mmpretrain.registry import METRICS
+
+from .metrics_report import compute_metrics, save_metrics_json
+from .prediction_table import image_names, prediction_frame, read_class_names, write_csv_atomic
+
+
+@METRICS.register_module()
+class PredictionWriter(BaseMetric):
+    """Write ``out_file`` (``image_name,pred_label,score`` …, see
+    :func:`~bioplugin.evaluation.prediction_table.prediction_frame`) and, for a labeled split,
+    ``metrics_file`` with the ``labeled_metrics`` of its readable images.
+
+    On the unlabeled split ``image_name`` is the file stem (``full_name=True``: the file
+    name); on a labeled one it is the path inside the split, next to ``gt_label`` and
+    ``image_path``. ``topk``, ``class_names`` (a ``label,name`` CSV or one name per line) and
+    ``include_index`` add columns. An unreadable image (the dataset's
+    ``bad_image_policy='placeholder'``) keeps its row with an empty label and the reason in a
+    ``status`` column, and is left out of the metrics.
+    """
+
+    def __init__(self,
+                 out_file: Optional[str] = 'prediction.csv',
+                 labeled_metrics: Sequence[dict] = (),
+                 metrics_file: Optional[str] = None,
+                 split: Optional[str] = None,
+                 topk: int = 1,
+                 class_names: Optional[str] = None,
+                 include_index: bool = False,
+                 full_name: bool = False,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None,
+                 collect_dir: Optional[str] = None):
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        self.out_file = out_file
+        self.metric_cfgs = ([labeled_metrics] if isinstance(labeled_metrics, dict)
+                            else list(labeled_metrics))
+        self.metrics_file = metrics_file
+        self.split = split
+        self.topk = topk
+        self.class_names = class_names
+        self.include_index = include_index
+        self.full_name = full_name
+        self.work_dir = '.'
+        self.run_info: dict = {}
+        self.frame: Optional[pd.DataFrame] = None  # the last table, in the main process
+
+    def attach(self, runner) -> None:
+        """Write into the runner's work dir and record what was evaluated."""
+        self.work_dir = runner.work_dir
+        self.run_info = dict(config=runner.cfg.filename, checkpoint=runner.cfg.get('load_from'),
+                             tta=isinstance(runner.model, BaseTTAModel))
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            gt_label = sample.get('gt_label')
+            self.results.append(dict(
+                index=sample.get('sample_idx'), img_path=sample['img_path'],
+                image_name=sample.get('image_name'), load_error=sample.get('load_error'),
+                score=sample['pred_score'].float().cpu().numpy(),
+                gt_label=None if gt_label is None else int(gt_label[0])))
+
+    def compute_metrics(self, results: list) -> dict:
+        classes = list(self.dataset_meta['classes'])
+        if all(result['index'] is not None for result in results):
+            results = sorted(results, key=lambda result: result['index'])
+        failed = np.array([result['load_error'] is not None for result in results], bool)
+        scores = np.stack([result['score'] for result in results]) if results else \
+            np.zeros((0, len(classes)))
+        scores[failed] = np.nan
+        errors = {i: result['load_error'] for i, result in enumerate(results) if failed[i]}
+        paths = [result['img_path'] for result in results]
+        labeled = bool(results) and all(result['gt_label'] is not None for result in results)
+        if labeled:
+            names = [result['image_name'] or osp.basename(result['img_path'])
+                     for result in results]
+        else:
+            names = image_names(paths, full_name=self.full_name)
+        mapping = read_class_names(self.class_names, classes) if self.class_names else None
+        frame = prediction_frame(names, scores, classes, topk=self.topk, class_names=mapping,
+                                 include_index=self.include_index, errors=errors)
+        metrics = {}
+        if labeled:
+            gt_labels = np.array([result['gt_label'] for result in results])
+            frame['gt_label'] = np.asarray(classes, dtype=object)[gt_labels]
+            frame['image_path'] = paths
+            metrics = compute_metrics(scores[~failed], gt_labels[~failed], self.metric_cfgs,
+                                      classes)
+        self.frame = frame
+        if self.out_file:
+            write_csv_atomic(frame, self.output_path(self.out_file))
+        if labeled and self.metrics_file:
+            save_metrics_json(
+                self.output_path(self.metrics_file), metrics, images=len(frame),
+                split=self.split, unreadable=[paths[i] for i in sorted(errors)],
+                classes=classes, **self.run_info, time=time.strftime('%Y-%m-%d %H:%M:%S'))
+        return metrics
+
+    def output_path(self, path: str) -> str:
+        return path if osp.isabs(path) else osp.join(self.work_dir, path)

@@ -1,0 +1,18 @@
+"""Build the classifier a config describes, exactly as MMEngine's Runner does."""
+from mmengine.config import Config
+
+from mmpretrain.registry import MODELS
+
+
+def build_model(cfg: Config, pretrained: bool = True):
+    """``cfg.model`` with the top-level ``data_preprocessor`` (normalisation) merged in, the way
+    the Runner builds it. ``pretrained=False`` drops the backbone's ``init_cfg`` (no ImageNet
+    weights are looked for: the weights come from a checkpoint, or do not matter)::
+
+        model = build_model(Config.fromfile('configs/bio_resnext.py'), pretrained=False)
+    """
+    model_cfg = dict(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    if not pretrained and 'backbone' in model_cfg:
+        model_cfg['backbone'] = dict(model_cfg['backbone'], init_cfg=None)
+    return MODELS.build(model_cfg)
