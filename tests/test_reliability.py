@@ -12,7 +12,7 @@ from bioplugin.engine.checkpoint_io import latest_complete_checkpoint, read_chec
 from bioplugin.errors import CheckpointError, ConfigError, OutputError
 from bioplugin.apis.config import load_config
 from bioplugin.fileio import atomic_write
-from helpers import REPO, TINY_CONFIG, make_image_folder, run_tool
+from helpers import REPO, TINY_CONFIG, make_image_folder, run_tool, tool_main
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 
@@ -219,14 +219,17 @@ def test_atomic_write_keeps_the_old_file_when_the_disk_fills(tmp_path, monkeypat
 
 
 def test_class_count_and_unknown_option_are_one_line_errors(data, tmp_path):
-    wrong_classes = _train(data, tmp_path, 'model.head.num_classes=5')
-    assert wrong_classes.returncode == 2
-    assert wrong_classes.stderr.strip().splitlines() == [
+    def train(option):  # in this process: tools/train.py's main()
+        return tool_main('train.py', TINY_CONFIG, '--data-root', data, '--work-dir', tmp_path,
+                         '--cfg-options', option)
+    status, _, err = train('model.head.num_classes=5')
+    assert status == 2
+    assert err.strip().splitlines() == [
         'error: The training data has 3 classes but the model head has 5 outputs; set '
         '`--cfg-options model.head.num_classes=3`.']
-    typo = _train(data, tmp_path, 'train_cfg.max_epoch=3')
-    assert typo.returncode == 2
-    assert typo.stderr.strip().splitlines() == [
+    status, _, err = train('train_cfg.max_epoch=3')
+    assert status == 2
+    assert err.strip().splitlines() == [
         "error: --cfg-options key 'train_cfg.max_epoch' is unknown; did you mean "
         "'train_cfg.max_epochs'?"]
     with pytest.raises(ConfigError):

@@ -123,8 +123,11 @@ def prepare_pretrained(module: BaseModule, key: str) -> Optional[str]:
     except CheckpointError as error:
         if fallback == 'error':
             raise
-        print_log(f'{key}: training from scratch; the ImageNet weights are unavailable '
-                  f'({error})', logger='current')
+        reason = str(error).split('. ')[0]  # the first sentence; the rest is advice
+        url = checkpoint_url(init_cfg['checkpoint'], key)
+        hint = (f'; put the file at {cached_checkpoint_path(url)} to start from it'
+                if urlparse(url).scheme in ('http', 'https') else '')
+        print_log(f'{key}: training from scratch ({reason}){hint}.', logger='current')
         module.init_cfg = None
         return None
     if init_cfg.get('prefix') == 'backbone' and key.endswith('backbone.init_cfg'):

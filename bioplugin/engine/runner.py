@@ -18,7 +18,6 @@ to the newest complete checkpoint, and evaluation labels its split with the chec
 import copy
 
 from mmengine.config import Config
-from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS  # looked up before any default scope is set
 from mmengine.runner import Runner
 
@@ -27,6 +26,7 @@ from ..datasets.loader_options import DATALOADERS, resolve_loader_options
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.metrics_report import fit_topk
 from ..fileio import check_work_dir
+from ..models.builder import bare_model
 from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_complete_checkpoint,
                             read_checkpoint)
 from .distributed import configure_distributed, main_process_first
@@ -59,13 +59,6 @@ def resolve_config(cfg: Config) -> Config:
             fit_topk(cfg.get(name), num_classes)
     check_work_dir(cfg.work_dir)
     return cfg
-
-
-def bare_model(model):
-    """The classifier inside DDP and test-time-augmentation wrappers."""
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    return model
 
 
 @RUNNERS.register_module()

@@ -1,5 +1,6 @@
 """Build the classifier a config describes, exactly as MMEngine's Runner does."""
 from mmengine.config import Config
+from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from mmpretrain.registry import MODELS
 
@@ -16,3 +17,10 @@ def build_model(cfg: Config, pretrained: bool = True):
     if not pretrained and 'backbone' in model_cfg:
         model_cfg['backbone'] = dict(model_cfg['backbone'], init_cfg=None)
     return MODELS.build(model_cfg)
+
+
+def bare_model(model):
+    """The classifier inside DDP and test-time-augmentation wrappers."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model

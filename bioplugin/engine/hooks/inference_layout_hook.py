@@ -2,6 +2,7 @@ from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
 
+from ...models.builder import bare_model
 from ..precision import prepare_for_inference
 
 
@@ -23,5 +24,4 @@ class InferenceLayoutHook(Hook):
     def before_test(self, runner) -> None:
         if self.precision == 'fp32':
             return
-        from ..runner import bare_model  # the runner module imports this hook
         prepare_for_inference(bare_model(runner.model), self.precision)
