@@ -82,3 +82,53 @@ def pretrained_model(cfg):
     resolve_pretrained(model)
     model.init_weights()
     return model.eval()
+
+
+# ---------------------------------------------------------------- interrupted training runs
+
+def train_tiny(data, work_dir, *extra, config=TINY_CONFIG, epochs=3, env=None):
+    """``tools/train.py`` on the tiny config for ``epochs`` epochs (a CompletedProcess)."""
+    return run_tool('tools/train.py', config, '--data-root', data, '--work-dir', str(work_dir),
+                    '--cfg-options', f'train_cfg.max_epochs={epochs}', *extra, env=env)
+
+
+def killing_config(tmp_path, hook: dict = None, checkpoint_backend: dict = None,
+                   recovery: dict = None) -> str:
+    """The tiny config plus a kill switch (tests/kill_switch.py): an extra hook, a file
+    backend for the epoch checkpoints, settings of the recovery checkpoints."""
+    from mmengine.config import Config
+    base = Config.fromfile(TINY_CONFIG)
+    lines = [f'_base_ = [{TINY_CONFIG!r}]',
+             "custom_imports = dict(imports=['bioplugin', 'kill_switch'], "
+             'allow_failed_imports=False)']
+    if hook:
+        lines.append(f'custom_hooks = {base.custom_hooks + [hook]!r}')
+    default_hooks = {}
+    if checkpoint_backend:
+        default_hooks['checkpoint'] = dict(backend_args=checkpoint_backend)
+    if recovery:
+        default_hooks['recovery'] = recovery
+    if default_hooks:
+        lines.append(f'default_hooks = {default_hooks!r}')
+    path = tmp_path / 'killing_config.py'
+    path.write_text('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def env_with_tests_on_path() -> dict:
+    """The environment, with tests/ importable (for ``kill_switch``)."""
+    tests = osp.join(REPO, 'tests')
+    return dict(os.environ, PYTHONPATH=tests + os.pathsep + os.environ.get('PYTHONPATH', ''))
+
+
+def final_weights(work_dir, epoch: int = 3) -> dict:
+    from bioplugin.engine.checkpoint_io import read_checkpoint
+    return read_checkpoint(osp.join(work_dir, f'epoch_{epoch}.pth'))['state_dict']
+
+
+def assert_same_weights(expected: dict, actual: dict) -> None:
+    """Tensor for tensor, bit for bit."""
+    import torch
+    assert expected.keys() == actual.keys()
+    different = [key for key in expected if not torch.equal(expected[key], actual[key])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'

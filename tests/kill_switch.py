@@ -26,14 +26,24 @@ class KillAtIterationHook(Hook):
 
 @register_backend('kill_during_save')
 class KillDuringSaveBackend(AtomicLocalBackend):
-    """Dies half-way through writing the file named ``kill_on``."""
+    """Dies half-way through the ``nth`` write of the file named ``kill_on``."""
 
-    def __init__(self, kill_on: str):
+    def __init__(self, kill_on: str, nth: int = 1):
         super().__init__()
-        self.kill_on = kill_on
+        self.kill_on, self.nth = kill_on, nth
+
+    def _count_write(self, filepath) -> int:
+        """How many times the file has been written, this one included (a backend is built
+        anew for every save, so the count lives next to the file)."""
+        counter = f'{filepath}.writes'
+        count = (int(open(counter).read()) if osp.isfile(counter) else 0) + 1
+        with open(counter, 'w') as file:
+            file.write(str(count))
+        return count
 
     def put(self, obj: bytes, filepath) -> None:
-        if osp.basename(str(filepath)) == self.kill_on:
+        if osp.basename(str(filepath)) == self.kill_on and \
+                self._count_write(filepath) == self.nth:
             with atomic_open(str(filepath), 'wb') as file:
                 file.write(obj[:len(obj) // 2])
                 file.flush()

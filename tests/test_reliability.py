@@ -5,19 +5,17 @@ import pickle
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from bioplugin.apis import BioClassifier
 from bioplugin.engine.checkpoint_io import latest_complete_checkpoint, read_checkpoint
 from bioplugin.errors import CheckpointError, ConfigError, OutputError
 from bioplugin.apis.config import load_config
 from bioplugin.fileio import atomic_write
-from helpers import REPO, TINY_CONFIG, make_image_folder, run_tool, tool_main
+from helpers import (TINY_CONFIG, assert_same_weights, env_with_tests_on_path,
+                     final_weights, killing_config, make_image_folder, run_tool, tool_main,
+                     train_tiny)
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools
-
-TESTS = osp.join(REPO, 'tests')
-
 
 class _Payload:
     """Unpickling this runs ``os.system``: it creates ``marker``."""
@@ -35,88 +33,48 @@ def data(tmp_path_factory):
                              ['0', '1', '2'], per_class=8, val_per_class=3)
 
 
-def _train(data, work_dir, *extra, config=TINY_CONFIG, epochs=3, env=None):
-    args = ['tools/train.py', config, '--data-root', data, '--work-dir', str(work_dir),
-            '--cfg-options', f'train_cfg.max_epochs={epochs}', *extra]
-    if env is None:
-        return run_tool(*args)
-    import subprocess
-    import sys
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env=env)
-
-
-def _killing_config(tmp_path, hook: dict = None, checkpoint_backend: dict = None) -> str:
-    """The tiny config plus a kill switch (tests/kill_switch.py)."""
-    base = Config.fromfile(TINY_CONFIG)
-    lines = [f'_base_ = [{TINY_CONFIG!r}]',
-             "custom_imports = dict(imports=['bioplugin', 'kill_switch'], "
-             'allow_failed_imports=False)']
-    if hook:
-        lines.append(f'custom_hooks = {base.custom_hooks + [hook]!r}')
-    if checkpoint_backend:
-        lines.append(f'default_hooks = dict(checkpoint=dict(backend_args={checkpoint_backend!r}))')
-    path = tmp_path / 'killing_config.py'
-    path.write_text('\n'.join(lines) + '\n')
-    return str(path)
-
-
-def _env_with_tests_on_path():
-    return dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get('PYTHONPATH', ''))
-
-
-def _final_weights(work_dir) -> dict:
-    return read_checkpoint(osp.join(work_dir, 'epoch_3.pth'))['state_dict']
-
-
-def _assert_same_weights(expected: dict, actual: dict) -> None:
-    assert expected.keys() == actual.keys()
-    different = [key for key in expected if not torch.equal(expected[key], actual[key])]
-    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
-
-
 @pytest.fixture(scope='module')
 def uninterrupted(data, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('uninterrupted')
-    result = _train(data, work_dir)
+    result = train_tiny(data, work_dir)
     assert result.returncode == 0, result.stderr[-2000:]
-    return _final_weights(work_dir)
+    return final_weights(work_dir)
 
 
 def test_kill_9_mid_epoch_then_resume_gives_bit_identical_weights(data, uninterrupted,
                                                                    tmp_path):
-    config = _killing_config(tmp_path, hook=dict(type='KillAtIterationHook', iteration=9))
+    config = killing_config(tmp_path, hook=dict(type='KillAtIterationHook', iteration=9))
     work_dir = tmp_path / 'killed'
-    killed = _train(data, work_dir, config=config, env=_env_with_tests_on_path())
+    killed = train_tiny(data, work_dir, config=config, env=env_with_tests_on_path())
     assert killed.returncode == -9  # SIGKILL in epoch 2 (iteration 9 of 6 per epoch)
     assert not osp.exists(work_dir / 'epoch_2.pth')
-    resumed = _train(data, work_dir, '--resume')
+    resumed = train_tiny(data, work_dir, '--resume')
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f'Resuming from {work_dir}/epoch_1.pth' in resumed.stdout + resumed.stderr
-    _assert_same_weights(uninterrupted, _final_weights(work_dir))
+    assert_same_weights(uninterrupted, final_weights(work_dir))
 
 
 def test_two_loader_workers_give_the_same_weights_as_none(data, uninterrupted, tmp_path):
-    result = _train(data, tmp_path, 'train_dataloader.num_workers=2',
+    result = train_tiny(data, tmp_path, 'train_dataloader.num_workers=2',
                     'train_dataloader.persistent_workers=True')
     assert result.returncode == 0, result.stderr[-2000:]
-    _assert_same_weights(uninterrupted, _final_weights(tmp_path))
+    assert_same_weights(uninterrupted, final_weights(tmp_path))
 
 
 def test_kill_during_checkpoint_save_keeps_the_previous_one(data, uninterrupted, tmp_path):
-    config = _killing_config(
+    config = killing_config(
         tmp_path, checkpoint_backend=dict(backend='kill_during_save', kill_on='epoch_2.pth'))
     work_dir = tmp_path / 'run'
-    killed = _train(data, work_dir, config=config, env=_env_with_tests_on_path())
+    killed = train_tiny(data, work_dir, config=config, env=env_with_tests_on_path())
     assert killed.returncode == -9
     leftovers = [name for name in os.listdir(work_dir) if name.endswith('.tmp')]
     assert leftovers, 'the kill should have hit the half-written temporary file'
     assert not osp.exists(work_dir / 'epoch_2.pth')
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
     assert read_checkpoint(str(work_dir / 'epoch_1.pth'))['meta']['epoch'] == 1
-    resumed = _train(data, work_dir, '--resume')
+    resumed = train_tiny(data, work_dir, '--resume')
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    _assert_same_weights(uninterrupted, _final_weights(work_dir))
+    assert_same_weights(uninterrupted, final_weights(work_dir))
 
 
 def test_resume_skips_a_truncated_latest_checkpoint(tmp_path):
@@ -188,7 +146,7 @@ def test_trust_checkpoint_is_an_explicit_opt_in(malicious_checkpoint, data):
 def test_unwritable_work_dir_is_one_line(data, tmp_path):
     blocker = tmp_path / 'a_file'
     blocker.write_text('not a folder')
-    result = _train(data, blocker / 'run')
+    result = train_tiny(data, blocker / 'run')
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: Cannot write '{blocker}/run': a folder on its path is a file; choose another "
@@ -196,8 +154,8 @@ def test_unwritable_work_dir_is_one_line(data, tmp_path):
 
 
 def test_disk_full_while_saving_is_one_line(data, tmp_path):
-    config = _killing_config(tmp_path, checkpoint_backend=dict(backend='disk_full'))
-    result = _train(data, tmp_path / 'run', config=config, env=_env_with_tests_on_path())
+    config = killing_config(tmp_path, checkpoint_backend=dict(backend='disk_full'))
+    result = train_tiny(data, tmp_path / 'run', config=config, env=env_with_tests_on_path())
     assert result.returncode == 2, result.stderr[-1500:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: Cannot write') and 'the disk is full' in last

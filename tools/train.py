@@ -3,6 +3,9 @@
     python tools/train.py configs/bio_resnext.py
     python tools/train.py configs/bio_resnext.py --work-dir work_dirs/run1 --resume
     python tools/train.py configs/bio_resnext.py --cfg-options train_cfg.max_epochs=30
+
+A run stopped by SIGTERM or SIGUSR1 saves a recovery checkpoint and exits with status 75;
+--resume continues at that batch.
 """
 import sys
 
@@ -17,9 +20,13 @@ from mmengine.dist import is_main_process
 def parse_args(argv=None):
     parser = tool_parser(__doc__)
     parser.add_argument('config', help='config file, e.g. configs/bio_resnext.py')
-    parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='continue training; without a value, from the latest '
-                        'checkpoint in the work dir')
+                        'checkpoint in the work dir (epoch or recovery)')
+    resume.add_argument('--auto-resume', dest='resume', action='store_const', const='if_any',
+                        help='continue from the latest checkpoint in the work dir when there '
+                        'is one, else start (for jobs that are requeued)')
     add_precision_options(parser)
     parser.add_argument('--seed', type=int, help='random seed (config default: 42)')
     parser.add_argument('--freeze-stages', type=int, metavar='N',

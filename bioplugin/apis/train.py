@@ -24,7 +24,8 @@ def build_train_config(config: str,
                        auto_scale_lr: bool = False) -> Config:
     """The training config with command-line choices written in as config keys.
 
-    ``resume='auto'`` continues from the latest complete checkpoint of ``work_dir``; a path
+    ``resume='auto'`` continues from the latest complete checkpoint of ``work_dir``;
+    ``'if_any'`` does so when there is one and starts afresh otherwise (a requeued job); a path
     continues from that checkpoint. ``precision`` (``'auto'``, ``'bf16'``, ``'fp16'``,
     ``'fp32'``) overrides the config's ``precision``. ``launcher`` is ``'none'``,
     ``'pytorch'`` (torchrun) or ``'slurm'``.
@@ -41,6 +42,8 @@ def build_train_config(config: str,
         # lr × (processes × batch size) / auto_scale_lr.base_batch_size
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or dict(base_batch_size=64),
                                  enable=True)
+    if resume == 'if_any':
+        resume = 'auto' if checkpoint_io.latest_complete_checkpoint(cfg.work_dir) else None
     if resume is not None:
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume

@@ -90,20 +90,26 @@ def is_complete_checkpoint(path: str) -> bool:
         return False
 
 
+def checkpoint_iteration(path: str) -> int:
+    """The training iterations a complete checkpoint holds (-1 when it cannot be read)."""
+    try:
+        return int(read_checkpoint(path, mmap=True).get('meta', {}).get('iter', -1))
+    except CheckpointError:
+        return -1
+
+
 def latest_complete_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint ``last_checkpoint`` names, or, when that one is missing or incomplete,
-    the newest complete ``epoch_N.pth`` / ``iter_N.pth`` of ``work_dir``."""
-    candidates = []
+    """Of the checkpoint ``last_checkpoint`` names and the epoch, iteration and recovery
+    checkpoints of ``work_dir``, the complete one that holds the most training iterations (a
+    crash may have cut the newest file short, or come before the pointer was updated)."""
+    candidates = sorted(path for path in glob.glob(osp.join(work_dir, '*.pth'))
+                        if re.search(r'(epoch_\d+|iter_\d+|recovery)\.pth$', path))
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
         with open(pointer) as file:
-            candidates.append(file.read().strip())
-    numbered = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + glob.glob(
-        osp.join(work_dir, 'iter_*.pth'))
-    step = lambda path: int(re.findall(r'(\d+)\.pth$', path)[0])  # noqa: E731
-    candidates += sorted((p for p in numbered if re.search(r'_\d+\.pth$', p)), key=step,
-                         reverse=True)
-    return next((path for path in candidates if path and is_complete_checkpoint(path)), None)
+            candidates.insert(0, file.read().strip())  # first among equals
+    complete = [path for path in candidates if path and is_complete_checkpoint(path)]
+    return max(complete, key=checkpoint_iteration, default=None)
 
 
 def checkpoint_classes(checkpoint: dict) -> Optional[tuple]:

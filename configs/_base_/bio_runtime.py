@@ -13,6 +13,10 @@ default_hooks = dict(
     # state of that epoch
     checkpoint=dict(type='EpochEndCheckpointHook', interval=1, max_keep_ckpts=1,
                     save_best='accuracy/top1', rule='greater'),
+    # recovery.pth inside an epoch every 30 minutes, and on SIGTERM / SIGUSR1 (preemption,
+    # Slurm's time-limit warning) save, log and exit with status 75; --resume continues at
+    # that batch
+    recovery=dict(type='RecoveryCheckpointHook', minutes=30),
 )
 
 custom_hooks = [

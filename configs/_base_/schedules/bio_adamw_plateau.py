@@ -18,7 +18,8 @@ param_scheduler = dict(
     end=1_000_000_000,
 )
 
-train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
+# MMEngine's epoch loop that can also resume inside an epoch (from a recovery checkpoint)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=100, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 
