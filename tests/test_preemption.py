@@ -111,6 +111,23 @@ def test_sigterm_mid_epoch_saves_that_iteration_and_exits_75(data, uninterrupted
 
 
 @pytest.mark.slow
+def test_sigusr1_to_the_whole_process_group_with_loader_workers(data, tmp_path):
+    """As Slurm warns of the time limit: every process, loader workers included, is signalled."""
+    process = subprocess.Popen(
+        [sys.executable, 'tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir',
+         str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=3',
+         'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True'],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    _read_until(process, r'Epoch\(train\) \[2\]\[2/6\]')
+    os.killpg(process.pid, signal.SIGUSR1)
+    rest, _ = process.communicate(timeout=300)
+    assert process.returncode == PREEMPTED_EXIT_CODE, rest[-3000:]
+    iteration = int(re.search(r"Stopped by SIGUSR1 after iteration (\d+)", rest).group(1))
+    assert read_checkpoint(str(tmp_path / 'recovery.pth'))['meta']['iter'] == iteration
+
+
+@pytest.mark.slow
 def test_a_kill_during_a_recovery_save_leaves_the_previous_checkpoint(data, uninterrupted,
                                                                       tmp_path):
     config = killing_config(tmp_path, recovery=dict(
@@ -193,10 +210,16 @@ def test_a_second_signal_ends_the_process_at_once(monkeypatch):
     try:
         sent = []
         monkeypatch.setattr(os, 'kill', lambda pid, signum: sent.append((pid, signum)))
+        clock = [100.0]
+        monkeypatch.setattr(time, 'monotonic', lambda: clock[0])
         hook._on_signal(signal.SIGUSR1, None)
         assert hook._received == signal.SIGUSR1 and sent == []  # first: finish, then save
+        clock[0] += 0.2
+        hook._on_signal(signal.SIGUSR1, None)  # the same request delivered twice
+        assert sent == []
+        clock[0] += 1.0
         hook._on_signal(signal.SIGUSR1, None)
-        assert sent == [(os.getpid(), signal.SIGUSR1)]  # second: the default action, now
+        assert sent == [(os.getpid(), signal.SIGUSR1)]  # a second one: the default action, now
         assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
     finally:
         hook.after_train(_Runner)
@@ -212,7 +235,8 @@ def test_bad_settings_are_refused():
 
 
 def test_the_newest_complete_checkpoint_wins_whatever_the_pointer_says(tmp_path):
-    for name, iteration in (('epoch_1.pth', 6), ('recovery.pth', 8)):
+    for name, iteration in (('epoch_1.pth', 6), ('recovery.pth', 8),
+                            ('best_accuracy_top1_epoch_2.pth', 12)):  # never resumed from
         torch.save({'state_dict': {}, 'meta': {'iter': iteration}}, tmp_path / name)
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
     assert latest_complete_checkpoint(str(tmp_path)) == str(tmp_path / 'recovery.pth')

@@ -102,8 +102,10 @@ def latest_complete_checkpoint(work_dir: str) -> Optional[str]:
     """Of the checkpoint ``last_checkpoint`` names and the epoch, iteration and recovery
     checkpoints of ``work_dir``, the complete one that holds the most training iterations (a
     crash may have cut the newest file short, or come before the pointer was updated)."""
+    # not best_*.pth: it is written before the epoch's scheduler and early-stopping steps
     candidates = sorted(path for path in glob.glob(osp.join(work_dir, '*.pth'))
-                        if re.search(r'(epoch_\d+|iter_\d+|recovery)\.pth$', path))
+                        if re.fullmatch(r'(epoch_\d+|iter_\d+|recovery)\.pth',
+                                        osp.basename(path)))
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
         with open(pointer) as file:

@@ -16,6 +16,9 @@ from ...fileio import atomic_write
 # (EX_TEMPFAIL: "try again"); tools/slurm_train.sh requeues on it.
 PREEMPTED_EXIT_CODE = 75
 RECOVERY_FILENAME = 'recovery.pth'
+# A repeat within this time is the same request delivered twice (by the scheduler and by a
+# launcher such as torchrun that forwards it), not a second one.
+REPEAT_GRACE_SECONDS = 1.0
 
 
 @HOOKS.register_module()
@@ -28,8 +31,11 @@ class RecoveryCheckpointHook(Hook):
     (``ResumableEpochBasedTrainLoop``) with bit-identical results on CPU. On one of
     ``signals`` (SIGTERM: preemption, SIGUSR1: Slurm's ``--signal`` warning) the current
     iteration finishes, a recovery checkpoint is written, one line is logged and the process
-    exits with status 75; a second signal ends it at once. In multi-process runs every process
-    stops after the same iteration and the first one writes::
+    exits with status 75; a second signal (a second or more later) ends it at once. In
+    multi-process runs every process stops after the same iteration and the first one writes.
+    PyTorch's loader workers exit on a SIGTERM of their own, so a SIGTERM sent to every process
+    of a job ends a run that has loader workers with a loader error (it resumes from the last
+    periodic recovery or epoch checkpoint); SIGUSR1 reaches them harmlessly::
 
         default_hooks = dict(recovery=dict(type='RecoveryCheckpointHook', minutes=30))
     """
@@ -52,6 +58,7 @@ class RecoveryCheckpointHook(Hook):
         self.signals = [getattr(signal, name) for name in signals]
         self.backend_args = backend_args or dict(backend='atomic_local')
         self._received: Optional[int] = None
+        self._received_at = 0.0
         self._previous_handlers = {}
         self._last_save = time.monotonic()
 
@@ -67,11 +74,11 @@ class RecoveryCheckpointHook(Hook):
         self._previous_handlers = {}
 
     def _on_signal(self, signum, frame) -> None:
-        if self._received is not None:  # the second one: stop now
-            signal.signal(signum, signal.SIG_DFL)
+        if self._received is None:
+            self._received, self._received_at = signum, time.monotonic()
+        elif time.monotonic() - self._received_at >= REPEAT_GRACE_SECONDS:
+            signal.signal(signum, signal.SIG_DFL)  # asked again: stop now
             os.kill(os.getpid(), signum)
-            return
-        self._received = signum
 
     # ------------------------------------------------------------------ saving
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
