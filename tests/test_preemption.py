@@ -14,26 +14,13 @@ import torch
 
 from bioplugin.engine.checkpoint_io import latest_complete_checkpoint, read_checkpoint
 from bioplugin.engine.hooks import PREEMPTED_EXIT_CODE, RecoveryCheckpointHook
+from bioplugin.errors import ConfigError
 
 from helpers import (REPO, TINY_CONFIG, assert_same_weights, env_with_tests_on_path,
-                     final_weights, killing_config, make_image_folder, train_tiny)
+                     final_weights, killing_config, train_tiny)
 
 # 24 training images, batch 4: 6 iterations per epoch, 18 in the 3 epochs of train_tiny
 RECOVERY_EVERY_4 = 'default_hooks.recovery.interval=4'
-
-
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_image_folder(str(tmp_path_factory.mktemp('preemption') / 'data'),
-                             ['0', '1', '2'], per_class=8, val_per_class=3)
-
-
-@pytest.fixture(scope='module')
-def uninterrupted(data, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp('uninterrupted')
-    result = train_tiny(data, work_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return final_weights(work_dir)
 
 
 def log_of(result) -> str:
@@ -228,9 +215,11 @@ def test_a_second_signal_ends_the_process_at_once(monkeypatch):
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match='interval=0'):
+    with pytest.raises(ConfigError, match='interval=0'):
         RecoveryCheckpointHook(interval=0)
-    with pytest.raises(ValueError, match='SIGNOPE'):
+    with pytest.raises(ConfigError, match='minutes=-1'):
+        RecoveryCheckpointHook(minutes=-1)
+    with pytest.raises(ConfigError, match='SIGNOPE'):
         RecoveryCheckpointHook(signals=('SIGNOPE', ))
 
 

@@ -12,8 +12,7 @@ from bioplugin.errors import CheckpointError, ConfigError, OutputError
 from bioplugin.apis.config import load_config
 from bioplugin.fileio import atomic_write
 from helpers import (TINY_CONFIG, assert_same_weights, env_with_tests_on_path,
-                     final_weights, killing_config, make_image_folder, run_tool, tool_main,
-                     train_tiny)
+                     final_weights, killing_config, run_tool, tool_main, train_tiny)
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools
 
@@ -25,20 +24,6 @@ class _Payload:
 
     def __reduce__(self):
         return os.system, (f'touch {self.marker}', )
-
-
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_image_folder(str(tmp_path_factory.mktemp('reliability') / 'data'),
-                             ['0', '1', '2'], per_class=8, val_per_class=3)
-
-
-@pytest.fixture(scope='module')
-def uninterrupted(data, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp('uninterrupted')
-    result = train_tiny(data, work_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return final_weights(work_dir)
 
 
 def test_kill_9_mid_epoch_then_resume_gives_bit_identical_weights(data, uninterrupted,

@@ -10,6 +10,7 @@ from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
 
+from ...errors import ConfigError
 from ...fileio import atomic_write
 
 # The exit status of a run stopped by a signal after saving its recovery checkpoint
@@ -48,12 +49,14 @@ class RecoveryCheckpointHook(Hook):
                  signals: Sequence[str] = ('SIGTERM', 'SIGUSR1'),
                  backend_args: Optional[dict] = None):
         if interval is not None and interval < 1:
-            raise ValueError(f'interval={interval}: a positive number of iterations or None')
+            raise ConfigError(f'recovery interval={interval}: a positive number of '
+                              'iterations, or None')
         if minutes is not None and minutes <= 0:
-            raise ValueError(f'minutes={minutes}: a positive number of minutes or None')
+            raise ConfigError(f'recovery minutes={minutes}: a positive number of minutes, '
+                              'or None')
         unknown = [name for name in signals if not hasattr(signal, name)]
         if unknown:
-            raise ValueError(f'Unknown signals {unknown}; use names such as SIGTERM, SIGUSR1.')
+            raise ConfigError(f'Unknown signals {unknown}; use names such as SIGTERM, SIGUSR1.')
         self.interval, self.minutes = interval, minutes
         self.signals = [getattr(signal, name) for name in signals]
         self.backend_args = backend_args or dict(backend='atomic_local')
