@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from mmpretrain.registry import TRANSFORMS
 
-from ..datasets.bio_dataset import placeholder_sample, process_loaded
+from ..datasets.bio_dataset import placeholder_sample, process_loaded, with_metainfo
 from ..datasets.folder_layout import scan_images
 from ..datasets.image_io import BadImageError
 from ..errors import DatasetError
@@ -43,11 +43,8 @@ class ImageListDataset(Dataset):
         except BadImageError as error:
             print_log(f'Unreadable image, no prediction: {error}', logger='current',
                       level=logging.WARNING)
-            data = placeholder_sample(dict(img_path=image), self.transforms)
-            samples = data['data_samples']  # a list of views under test-time augmentation
-            for sample in samples if isinstance(samples, list) else [samples]:
-                sample.set_metainfo(dict(load_error=error.reason))
-            return data
+            return with_metainfo(placeholder_sample(dict(img_path=image), self.transforms),
+                                 dict(load_error=error.reason))
 
 
 def load_errors(batch: dict) -> list:

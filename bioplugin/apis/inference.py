@@ -95,7 +95,7 @@ class BioClassifier:
                             num_workers=num_workers, collate_fn=default_collate,
                             pin_memory=self.device.type == 'cuda')
         bar = ProgressBar(len(images)) if progress else None
-        scores, errors = [], {}
+        scores, errors, done = [], {}, 0
         for batch in loader:
             with autocast(self.precision, self.device.type):
                 samples = self.model.test_step(batch)
@@ -103,8 +103,9 @@ class BioClassifier:
             for i, error in enumerate(load_errors(batch)):
                 if error:
                     batch_scores[i] = float('nan')
-                    errors[sum(map(len, scores)) + i] = error
+                    errors[done + i] = error
             scores.append(batch_scores)
+            done += len(samples)
             if bar:
                 bar.update(len(samples))
         if bar:

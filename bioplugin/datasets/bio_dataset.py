@@ -34,6 +34,15 @@ def process_loaded(image: np.ndarray, info: dict, transforms: Sequence) -> dict:
     return results
 
 
+def with_metainfo(data: dict, info: dict) -> dict:
+    """``data`` (a packed sample) with ``info`` in the metainfo of its data sample, or of every
+    view's under test-time augmentation."""
+    samples = data['data_samples']
+    for sample in samples if isinstance(samples, list) else [samples]:
+        sample.set_metainfo(info)
+    return data
+
+
 def placeholder_sample(info: dict, transforms: Sequence) -> dict:
     """The stand-in for a file that cannot be read: a black image through ``transforms``."""
     return process_loaded(np.zeros((PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3), np.uint8), info,
@@ -126,10 +135,7 @@ class BioDataset(BaseDataset):
                                            self.img_prefix))
         if load_error is not None:
             info['load_error'] = load_error
-        samples = data['data_samples']
-        for sample in samples if isinstance(samples, list) else [samples]:
-            sample.set_metainfo(info)
-        return data
+        return with_metainfo(data, info)
 
     def _sample_rng(self, index: int):
         seed, epoch = self._sample_key.tolist()
