@@ -10,7 +10,7 @@ warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformable
 # mmengine resolves `mmpretrain::` config bases with pkg_resources (setuptools<81 is pinned).
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registration)
+from . import datasets, deploy, engine, evaluation, models  # noqa: E402,F401  (registration)
 from .errors import BioPluginError  # noqa: E402
 
 __version__ = '0.1.0'

@@ -55,7 +55,8 @@ def tool_main(script: str, *argv):
     """Call ``main(argv)`` of a script of ``tools/`` in this process; returns
     ``(exit status, stdout, stderr)``. For argument and error-message checks."""
     path = osp.join(REPO, 'tools', script)
-    spec = importlib.util.spec_from_file_location(f'tool_{osp.splitext(script)[0]}', path)
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{osp.splitext(osp.basename(script))[0]}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out, err = io.StringIO(), io.StringIO()

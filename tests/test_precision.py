@@ -8,7 +8,8 @@ from bioplugin.apis import BioClassifier, build_train_config, load_config
 from bioplugin.apis.cli import add_precision_options, precision_choice, tool_parser
 from bioplugin.engine import precision as precision_module
 from bioplugin.datasets.bio_dataset import scan_images
-from bioplugin.engine.precision import cpu_has_native_bf16, resolve_precision
+from bioplugin.engine.precision import (cpu_has_native_bf16, prepare_for_inference,
+                                        resolve_precision)
 from bioplugin.engine.runner import resolve_config
 from bioplugin.errors import ConfigError
 from helpers import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
@@ -105,6 +106,24 @@ def test_bfloat16_inference_keeps_conv_weights_in_bfloat16_channels_last(
     norms = [m for m in bf16.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(n.weight.dtype == torch.float32 for n in norms)
     assert all(p.dtype == torch.float32 for p in fp32.model.parameters())
+
+
+@pytest.mark.slow
+def test_float32_cpu_inference_is_channels_last_and_matches_nchw(trained_classifier_pair):
+    """On CPU, float32 prediction also runs oneDNN's NHWC convolutions (faster on AVX2 and
+    AVX-512 alike); its scores are those of the NCHW model."""
+    data, (fp32, _) = trained_classifier_pair
+    convs = [m for m in fp32.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    images = [cv2.imread(path) for path in scan_images(data, recursive=True)][:16]
+    channels_last = fp32.predict_scores(images)
+    fp32.model.to(memory_format=torch.contiguous_format)
+    try:
+        assert not any(c.weight.is_contiguous(memory_format=torch.channels_last)
+                       and not c.weight.is_contiguous() for c in convs)
+        np.testing.assert_allclose(channels_last, fp32.predict_scores(images), atol=1e-5)
+    finally:
+        prepare_for_inference(fp32.model, 'fp32', 'cpu')
 
 
 @pytest.mark.slow

@@ -3,6 +3,10 @@
     python tools/test.py CONFIG CHECKPOINT                          # metrics on val/
     python tools/test.py CONFIG CHECKPOINT --csv prediction.csv     # image_name,pred_label
     python tools/test.py CONFIG CHECKPOINT --csv prediction.csv --topk 3 --tta
+    python tools/test.py CONFIG model.onnx --csv prediction.csv     # an exported model
+
+CHECKPOINT may be an ONNX file from tools/deploy/export_onnx.py (fp32 or int8): the same
+evaluation and CSV, computed by ONNX Runtime (or OpenVINO with --backend openvino).
 
 Runs MMEngine's ``runner.test()`` on the chosen split with the ``PredictionWriter`` metric, as
 MMPretrain's own tools/test.py does with the config's ``test_evaluator``.
@@ -11,8 +15,10 @@ import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import build_test_config, load_config, prediction_writer, run_test
+from bioplugin.apis.evaluate import model_file
 from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
                                 precision_choice, run_tool, tool_parser)
+from bioplugin.deploy import BACKENDS
 from bioplugin.engine.distributed import LAUNCHERS
 from bioplugin.evaluation import format_metrics
 from mmengine.dist import is_main_process
@@ -21,8 +27,8 @@ from mmengine.dist import is_main_process
 def parse_args(argv=None):
     parser = tool_parser(__doc__)
     parser.add_argument('config', help='the config the checkpoint was trained with')
-    parser.add_argument('checkpoint', help='a .pth written by tools/train.py, or a work dir '
-                        '(its best checkpoint)')
+    parser.add_argument('checkpoint', help='a .pth written by tools/train.py, a work dir '
+                        '(its best checkpoint), or an exported .onnx file')
     parser.add_argument('--csv', metavar='FILE',
                         help='write predictions of --split (default: test) to this CSV '
                         'instead of evaluating')
@@ -46,6 +52,9 @@ def parse_args(argv=None):
                         "the config's)")
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='multi-process launcher (tools/dist_test.sh sets it)')
+    parser.add_argument('--backend', choices=BACKENDS, default='onnxruntime',
+                        help='what runs an .onnx model (default: %(default)s; openvino needs '
+                        '`pip install openvino`)')
     add_precision_options(parser)
     add_trust_checkpoint(parser)
     add_config_options(parser)
@@ -70,7 +79,8 @@ def main(argv=None) -> int:
             args.checkpoint, split=args.split, csv=args.csv, tta=args.tta, topk=args.topk,
             class_names=args.class_names, include_index=args.include_index,
             full_name=args.full_name, precision=precision_choice(args),
-            batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher)
+            batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher,
+            backend=args.backend)
         runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0
@@ -79,7 +89,7 @@ def main(argv=None) -> int:
         if args.csv:
             print(f'Wrote {len(frame)} predictions to {args.csv}')
         else:
-            print(f'\n{split} split, {cfg.load_from}' + (' (TTA)' if args.tta else ''))
+            print(f'\n{split} split, {model_file(cfg)}' + (' (TTA)' if args.tta else ''))
             print(format_metrics(metrics, len(frame)))
             print(f'Metrics: {writer.output_path(cfg.test_evaluator.metrics_file)}\n'
                   f'Per-image predictions: {writer.output_path(cfg.test_evaluator.out_file)}')

@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..deploy.runtimes import is_onnx_file, open_runtime
 from ..engine import checkpoint_io
 from ..errors import ConfigError
 from ..evaluation.metrics_report import evaluator_list
@@ -34,9 +35,13 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       class_names: Optional[str] = None, include_index: bool = False,
                       full_name: bool = False, precision: Optional[str] = None,
                       batch_size: Optional[int] = None, num_workers: Optional[int] = None,
-                      launcher: str = 'none', out_dir: Optional[str] = None) -> Config:
+                      launcher: str = 'none', out_dir: Optional[str] = None,
+                      backend: str = 'onnxruntime') -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
+
+    ``checkpoint`` may be an exported ``.onnx`` file: the config's model is then an
+    ``OnnxClassifier`` run by ``backend`` (``onnxruntime`` or ``openvino``), in one process.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -63,14 +68,45 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
         class_names=class_names, include_index=include_index, full_name=full_name,
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
-    if tta:
-        apply_tta(cfg)
     if precision is not None:
         cfg.precision = precision
-    cfg.load_from = checkpoint_io.resolve_checkpoint(checkpoint)
+    if is_onnx_file(checkpoint):
+        use_onnx_model(cfg, checkpoint, backend, launcher)
+    else:
+        cfg.load_from = checkpoint_io.resolve_checkpoint(checkpoint)
+    if tta:
+        apply_tta(cfg)
     cfg.resume = False
     cfg.launcher = launcher
     return cfg
+
+
+def use_onnx_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime',
+                   launcher: str = 'none') -> None:
+    """Make the config's model the exported ``onnx_file``: the test loop, TTA and writers stay
+    the same; the runtime brings its own arithmetic (no autocast) and threads."""
+    if launcher != 'none':
+        raise ConfigError('An ONNX model runs in one process; drop --launcher (ONNX Runtime '
+                          'uses every core of the machine).')
+    model = dict(type='OnnxClassifier', onnx_file=osp.abspath(onnx_file), backend=backend)
+    if isinstance(cfg.get('model'), dict) and cfg.model.get('type') == 'OnnxClassifier':
+        model = dict(cfg.model, **model)
+    cfg.model = model
+    cfg.load_from = None
+    cfg.precision = 'fp32'
+
+
+def onnx_model_config(cfg: Config) -> Optional[dict]:
+    """The ``OnnxClassifier`` of a test config (inside a TTA wrapper too), or None."""
+    model = cfg.get('model')
+    while isinstance(model, dict) and model.get('type') != 'OnnxClassifier':
+        model = model.get('module')
+    return model
+
+
+def model_file(cfg: Config) -> str:
+    """The checkpoint or ONNX file a :func:`build_test_config` config runs."""
+    return cfg.get('load_from') or onnx_model_config(cfg).onnx_file
 
 
 def check_unique_names(cfg: Config, classes=None, full_name: bool = False) -> None:
@@ -87,10 +123,15 @@ def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]
     """Build the Runner of a :func:`build_test_config` config and test; returns the Runner
     and the metrics (empty for an unlabeled split). ``trust_checkpoint`` allows a checkpoint
     that holds pickled objects beyond weights."""
-    if trust_checkpoint:
-        checkpoint_io.trust_checkpoint(cfg.load_from)
-    classes = checkpoint_io.checkpoint_classes(checkpoint_io.read_checkpoint(cfg.load_from,
-                                                                             mmap=True))
+    if cfg.load_from is None:  # an ONNX file: its metadata names the classes
+        onnx_model = onnx_model_config(cfg)
+        classes = open_runtime(onnx_model.onnx_file, onnx_model.get('backend', 'onnxruntime'),
+                               threads=1).metadata['classes']
+    else:
+        if trust_checkpoint:
+            checkpoint_io.trust_checkpoint(cfg.load_from)
+        classes = checkpoint_io.checkpoint_classes(
+            checkpoint_io.read_checkpoint(cfg.load_from, mmap=True))
     check_unique_names(cfg, classes, cfg.test_evaluator.get('full_name', False))
     runner = build_runner(cfg)
     metrics = runner.test()
@@ -116,6 +157,7 @@ def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[
     runner, metrics = run_test(cfg, trust_checkpoint)
     writer = prediction_writer(runner)
     return dict(metrics=metrics, predictions=writer.frame,
-                classes=list(writer.dataset_meta['classes']), checkpoint=cfg.load_from,
+                classes=list(writer.dataset_meta['classes']),
+                checkpoint=model_file(cfg),
                 metrics_file=writer.output_path(cfg.test_evaluator.metrics_file),
                 predictions_file=writer.output_path(cfg.test_evaluator.out_file))

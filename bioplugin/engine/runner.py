@@ -119,9 +119,12 @@ class BioRunner(Runner):
         """Evaluate with the classes the checkpoint was trained on (a labeled split must
         have exactly those folders; an unlabeled one needs no training folder)."""
         dataset = loader.get('dataset') if isinstance(loader, dict) else None
-        if not (self._load_from and isinstance(dataset, dict)):
+        if not isinstance(dataset, dict):
             return
-        classes = checkpoint_classes(read_checkpoint(self._load_from, mmap=True))
+        if self._load_from:
+            classes = checkpoint_classes(read_checkpoint(self._load_from, mmap=True))
+        else:  # a model that carries its classes (an exported ONNX file)
+            classes = getattr(bare_model(self.model), 'classes', None)
         if classes and dataset.get('type') == 'BioDataset':
             dataset.pop('classes_from', None)
             dataset['classes'] = list(classes)

@@ -21,6 +21,7 @@ from mmengine.model import BaseTTAModel
 
 from mmpretrain.registry import METRICS
 
+from ..models.builder import bare_model
 from .metrics_report import compute_metrics, save_metrics_json
 from .prediction_table import image_names, prediction_frame, read_class_names, write_csv_atomic
 
@@ -68,7 +69,9 @@ class PredictionWriter(BaseMetric):
     def attach(self, runner) -> None:
         """Write into the runner's work dir and record what was evaluated."""
         self.work_dir = runner.work_dir
-        self.run_info = dict(config=runner.cfg.filename, checkpoint=runner.cfg.get('load_from'),
+        model_file = (runner.cfg.get('load_from')
+                      or getattr(bare_model(runner.model), 'onnx_file', None))
+        self.run_info = dict(config=runner.cfg.filename, checkpoint=model_file,
                              tta=isinstance(runner.model, BaseTTAModel))
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:

@@ -1,15 +1,17 @@
+import torch
 from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
 
 from ...models.builder import bare_model
-from ..precision import prepare_for_inference
+from ..precision import prepare_for_inference, uses_channels_last
 
 
 @HOOKS.register_module()
 class InferenceLayoutHook(Hook):
-    """Before a test run, copy the weights into the form inference runs fastest with under
-    mixed precision (channels-last convolutions, bfloat16 ones for ``'bf16'``; see
+    """Before a test run, copy the weights into the form inference runs fastest with
+    (channels-last convolutions on CPU and under mixed precision, bfloat16 ones for
+    ``'bf16'``; see
     :func:`~bioplugin.engine.precision.prepare_for_inference`). ``BioRunner`` adds it with the
     config's resolved ``precision``; by hand::
 
@@ -22,6 +24,7 @@ class InferenceLayoutHook(Hook):
         self.precision = precision
 
     def before_test(self, runner) -> None:
-        if self.precision == 'fp32':
-            return
-        prepare_for_inference(bare_model(runner.model), self.precision)
+        model = bare_model(runner.model)
+        device = next(iter(model.parameters()), torch.zeros(0)).device.type
+        if uses_channels_last(self.precision, device):
+            prepare_for_inference(model, self.precision, device)

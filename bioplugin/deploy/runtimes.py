@@ -1,0 +1,100 @@
+"""Run an exported ONNX file: ONNX Runtime (a pinned dependency) or OpenVINO (optional).
+
+Both take RGB ``uint8`` batches ``(N, 3, H, W)`` and return float32 logits ``(N, classes)``;
+the bioplugin metadata is read from the file in either case.
+"""
+import os
+import os.path as osp
+from typing import Optional
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError
+from .metadata import INPUT_NAME, parse_metadata
+
+BACKENDS = ('onnxruntime', 'openvino')
+
+
+def _unreadable(path: str, error: Exception) -> CheckpointError:
+    return CheckpointError(f'{path!r} is not a readable ONNX model (truncated or corrupt: '
+                           f'{str(error).strip().splitlines()[0][:200]}); export it again with '
+                           'tools/deploy/export_onnx.py.')
+
+
+class OnnxRuntimeSession:
+    """An ONNX Runtime CPU session (CUDA when onnxruntime-gpu is installed and asked for)."""
+
+    def __init__(self, path: str, threads: Optional[int] = None, device: str = 'cpu'):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ['CPUExecutionProvider']
+        if device.startswith('cuda'):
+            if 'CUDAExecutionProvider' not in onnxruntime.get_available_providers():
+                raise ConfigError('This onnxruntime has no CUDA support; install '
+                                  'onnxruntime-gpu or run on the CPU.')
+            providers.insert(0, 'CUDAExecutionProvider')
+        try:
+            self.session = onnxruntime.InferenceSession(path, options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            raise _unreadable(path, error) from None
+        self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(['logits'], {INPUT_NAME: images})[0]
+
+
+class OpenVinoSession:
+    """The same ONNX file compiled by OpenVINO for the CPU (``pip install openvino``)."""
+
+    def __init__(self, path: str, threads: Optional[int] = None, device: str = 'cpu'):
+        try:
+            import openvino
+        except ImportError:
+            raise ConfigError('--backend openvino needs OpenVINO: pip install openvino '
+                              '(or use the default backend onnxruntime).') from None
+        if device != 'cpu':
+            raise ConfigError('The OpenVINO backend runs on the CPU here; drop the device.')
+        core = openvino.Core()
+        try:
+            model = core.read_model(path)
+        except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
+            raise _unreadable(path, error) from None
+        config = {'INFERENCE_NUM_THREADS': threads} if threads else {}
+        self.compiled = core.compile_model(model, 'CPU', config)
+        self.request = self.compiled.create_infer_request()
+        self.logits = self.compiled.output('logits')
+        self.metadata = parse_metadata(_onnx_metadata(path), path)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.request.infer({INPUT_NAME: images})[self.logits])
+
+
+def _onnx_metadata(path: str) -> dict:
+    import onnx
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise _unreadable(path, error) from None
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def open_runtime(path: str, backend: str = 'onnxruntime', threads: Optional[int] = None,
+                 device: str = 'cpu'):
+    """A session over ``path`` with ``.metadata`` and ``.run(images) -> logits``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f'Unknown ONNX backend {backend!r}; choose one of '
+                          f'{", ".join(BACKENDS)}.')
+    if not osp.isfile(path):
+        raise CheckpointError(f'ONNX file {path!r} does not exist.')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'{path!r} is empty (an interrupted export?); export it again '
+                              'with tools/deploy/export_onnx.py.')
+    session_type = OnnxRuntimeSession if backend == 'onnxruntime' else OpenVinoSession
+    return session_type(path, threads, device)
+
+
+def is_onnx_file(path: str) -> bool:
+    """Whether a model path names an exported ONNX file (chosen by its extension)."""
+    return str(path).lower().endswith('.onnx')
