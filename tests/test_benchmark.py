@@ -10,19 +10,22 @@ import pytest
 from helpers import REPO, TINY_CONFIG, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from benchmarking.report import (MAX_RUNNER_OVERHEAD, MEMORY_TOLERANCE, MIN_RATIO,  # noqa: E402
-                                 build_rows, failures, format_markdown, format_text)
+from benchmarking.common import cpu_features, describe_cpu  # noqa: E402
+from benchmarking.report import (INT8_MIN_RATIO_VNNI, MAX_RUNNER_OVERHEAD,  # noqa: E402
+                                 MEMORY_TOLERANCE, MIN_INT8_AGREEMENT, MIN_RATIO, build_rows,
+                                 failures, format_markdown, format_text)
 
 BENCHMARK = osp.join('tools', 'benchmark.py')
 ROWS = ['augmentation small (64x48)', 'augmentation large (320x240)', 'inference ResNet18',
-        'training ResNet18', 'Runner overhead']
+        'inference ResNet18 fp32, AVX2 kernels', 'inference ResNet18 ONNX Runtime fp32',
+        'inference ResNet18 ONNX Runtime int8', 'training ResNet18', 'Runner overhead']
 
 
 def expected_verdicts(row: dict) -> tuple:
     """``(speed, memory)`` as a row's own numbers imply them against the report's targets."""
     overhead = row['key'] == 'overhead'
     fast = (row['overhead'] <= MAX_RUNNER_OVERHEAD if overhead
-            else row['ratio'] >= MIN_RATIO[row['key']])
+            else row['ratio'] >= row['min_ratio'])
     tolerance = MAX_RUNNER_OVERHEAD if overhead else MEMORY_TOLERANCE
     fits = all(row[f'ours_{peak}'] <= row[f'reference_{peak}'] * (1 + tolerance)
                for peak in ('peak_mib', 'peak_cuda_mib') if f'ours_{peak}' in row)
@@ -103,3 +106,61 @@ def test_report_ratios_targets_and_failures():
     inference, overhead = build_rows(measurements, labels)
     assert (inference['memory'], overhead['memory']) == ('FAIL', 'PASS')
     assert '+4.0% peak memory' in overhead['note']
+
+
+@pytest.mark.slow
+def test_onnx_rows_and_cpu_header(tiny_run):
+    stdout, report = tiny_run
+    assert 'CPU: ' in stdout and describe_cpu(cpu_features()) in stdout
+    rows = {row['key']: row for row in report['rows']}
+    int8 = rows['onnx_int8']
+    assert int8['min_ratio'] == (INT8_MIN_RATIO_VNNI if cpu_features()['VNNI'] else 2.0)
+    assert 'random weights: no target' in int8['note'] and int8['agreement_ok']
+    # the ONNX rows and the inference row share one measurement of the plain loop
+    reference = report['measurements']['inference']['reference']
+    assert report['measurements']['onnx_fp32']['reference'] == reference
+    assert 'oneDNN capped at AVX2' in rows['inference_avx2']['note']
+
+
+def test_report_onnx_targets_follow_the_cpu_and_the_agreement():
+    def onnx_measurements(agreement, trained):
+        return {'onnx_fp32': dict(ours=_measured(13., 900., runtime='ONNX Runtime fp32'),
+                                  reference=_measured(10., 1000.)),
+                'onnx_int8': dict(ours=_measured(25., 800., runtime='ONNX Runtime int8',
+                                                 agreement=dict(top1_agreement=agreement,
+                                                                images=57, split='val',
+                                                                trained=trained)),
+                                  reference=_measured(10., 1000.))}
+    labels = {'onnx_fp32': 'fp32', 'onnx_int8': 'int8'}
+    vnni = dict(VNNI=True)
+    fp32, int8 = build_rows(onnx_measurements(0.98, True), labels, vnni)
+    assert (fp32['ratio'], fp32['speed'], fp32['target']) == (1.3, 'PASS', '≥ 1.2×')
+    # 2.5x passes the AVX2 target but not the VNNI one
+    assert (int8['speed'], int8['target']) == ('FAIL', f'≥ {INT8_MIN_RATIO_VNNI:g}×')
+    assert build_rows(onnx_measurements(0.98, True), labels, dict(VNNI=False))[1]['speed'] \
+        == 'PASS'
+    assert not int8['agreement_ok'] and '98.0% on 57 val images' in int8['note']
+    lines = failures([fp32, int8])
+    assert any('agrees with fp32 on 98.0%' in line and f'{MIN_INT8_AGREEMENT:.0%}' in line
+               for line in lines)
+    # a trained model at 99 % passes; random weights carry no agreement target
+    assert build_rows(onnx_measurements(0.99, True), labels, vnni)[1]['agreement_ok']
+    untrained = build_rows(onnx_measurements(0.5, False), labels, vnni)[1]
+    assert untrained['agreement_ok'] and 'no target' in untrained['note']
+    assert not any('agrees' in line for line in failures([untrained]))
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ('fpu sse avx avx2 fma', dict(AVX2=True)),
+    ('avx2 avx512f avx512_vnni avx512_bf16', {'AVX2': True, 'AVX-512': True, 'VNNI': True,
+                                               'bfloat16': True}),
+    ('avx2 avx_vnni amx_tile amx_int8 amx_bf16', dict(AVX2=True, VNNI=True, bfloat16=True,
+                                                      AMX=True)),
+])
+def test_cpu_features_are_read_from_the_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(f'processor\t: 0\nflags\t\t: {flags}\n')
+    features = cpu_features(str(cpuinfo))
+    assert features == {name: expected.get(name, False)
+                        for name in ('AVX2', 'AVX-512', 'VNNI', 'bfloat16', 'AMX')}
+    assert describe_cpu(features).startswith('AVX2 yes, AVX-512 ')

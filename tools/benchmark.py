@@ -6,8 +6,12 @@
 
 Rows: augmentation images/s in one process (small photos and photo-size JPEGs; the config's
 training pipeline vs the seed's torchvision chain), ResNeXt101 inference (tools/test.py's
-BioClassifier vs a plain fp32 eval loop), training (the Runner vs a plain fp32 loop) and the
-Runner's overhead over a bare loop with the Runner's own data, precision and memory format.
+BioClassifier vs a plain fp32 eval loop), the same in fp32 with oneDNN capped at AVX2 (a CPU
+without AVX-512 or bfloat16), the exported ONNX file in fp32 and int8 through ONNX Runtime
+(vs the plain fp32 loop; with --checkpoint also the int8/fp32 top-1 agreement on its val
+images), training (the Runner vs a plain fp32 loop) and the Runner's overhead over a bare
+loop with the Runner's own data, precision and memory format. The CPU's instruction sets
+head the table.
 Each side runs in a fresh process and reports its peak memory. Medians after warm-up; the
 exit status is 0 even when a target is missed (FAIL rows are listed under the table).
 """
@@ -22,6 +26,7 @@ from bioplugin.apis.cli import run_tool, tool_parser
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/benchmarking/
 from benchmarking import (CASES, BenchmarkSettings, failures, format_markdown,  # noqa: E402
                           format_text, run_benchmark, write_json)
+from benchmarking.common import describe_cpu  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -66,6 +71,12 @@ def parse_args(argv=None):
     parser.add_argument('--aug-threads', type=int, default=defaults.aug_threads,
                         help='torch/OpenCV threads of the augmentation case (1: as in a '
                         'DataLoader worker)')
+    parser.add_argument('--checkpoint', help='ONNX rows: export this trained checkpoint of '
+                        '--config (default: random weights) and check int8 on its val images')
+    parser.add_argument('--data-root', help='with --checkpoint: its dataset (val images for the '
+                        'agreement check, train images for int8 calibration)')
+    parser.add_argument('--calibration-images', type=int, default=defaults.calibration_images,
+                        help='training images the int8 file is calibrated on')
     parser.add_argument('--work-dir', help='keep the synthetic data, checkpoint and logs here '
                         '(default: a temporary folder, removed afterwards)')
     parser.add_argument('--json', metavar='FILE', help='also save the results as JSON')
@@ -83,6 +94,8 @@ def main(argv=None) -> int:
             warmup=args.warmup, repeats=args.repeats, num_workers=args.num_workers,
             device=args.device, image_size=args.image_size, large_size=args.large_size,
             aug_images=args.aug_images, aug_threads=args.aug_threads,
+            checkpoint=args.checkpoint, data_root=args.data_root,
+            calibration_images=args.calibration_images,
             only=tuple(case.strip() for case in args.only.split(',') if case.strip()))
         if args.work_dir:
             report = run_benchmark(settings, args.work_dir)
@@ -93,7 +106,9 @@ def main(argv=None) -> int:
         print(f"\n{osp.basename(settings.config)} on {env['device']}, batch "
               f"{settings.batch_size}, {settings.num_workers} workers; ratio = ours / reference;"
               f" took {report['wall_s'] / 60:.1f} min; load average "
-              f"{env['load_average_before']:.1f} → {env['load_average_after']:.1f}\n")
+              f"{env['load_average_before']:.1f} → {env['load_average_after']:.1f}\n"
+              f"CPU: {env['cpu']}, {env['cpu_count']} cores; "
+              f"{describe_cpu(env['cpu_features'])}\n")
         rows = report['rows']
         print(format_markdown(rows) if args.markdown else format_text(rows))
         print('\n' + ('\n'.join(failures(rows)) or 'All targets met.'))

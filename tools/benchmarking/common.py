@@ -16,7 +16,9 @@ from mmengine.registry import init_default_scope
 
 from bioplugin.models import build_model as build_classifier_model
 
-CASES = ('aug', 'inference', 'training', 'overhead')
+CASES = ('aug', 'inference', 'fp32', 'onnx', 'training', 'overhead')
+# oneDNN kernels no wider than AVX2: how PyTorch runs on a CPU without AVX-512 or bfloat16
+AVX2_ONLY = {'ONEDNN_MAX_CPU_ISA': 'AVX2'}
 
 
 @dataclass
@@ -41,6 +43,11 @@ class BenchmarkSettings:
     aug_threads: int = 1
     num_classes: int = 4
     only: Tuple[str, ...] = CASES
+    # ONNX rows: a trained checkpoint and its data (int8 agreement on its val images); by
+    # default a randomly initialised model calibrated on the synthetic photos
+    checkpoint: Optional[str] = None
+    data_root: Optional[str] = None
+    calibration_images: int = 64
 
     @property
     def large_images(self) -> int:
@@ -126,6 +133,28 @@ def describe_precision(precision: Optional[dict]) -> str:
     dtype = f"{precision['autocast']} autocast" if precision['autocast'] else 'fp32'
     layout = 'channels_last' if precision['channels_last'] else 'NCHW'
     return f'{dtype}, {layout}' + (', loss scaling' if precision.get('loss_scale') else '')
+
+
+def cpu_features(cpuinfo: str = '/proc/cpuinfo') -> Dict[str, bool]:
+    """Which of the instruction sets that decide CPU inference speed this CPU has."""
+    flags = set()
+    try:
+        with open(cpuinfo, encoding='utf-8', errors='replace') as file:
+            for line in file:
+                if line.split(':')[0].strip().lower() in ('flags', 'features'):
+                    flags = set(line.split(':', 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {'AVX2': 'avx2' in flags, 'AVX-512': 'avx512f' in flags,
+            'VNNI': bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} & flags),
+            'bfloat16': bool({'avx512_bf16', 'amx_bf16', 'bf16'} & flags),
+            'AMX': bool({'amx_tile', 'amx_bf16', 'amx_int8'} & flags)}
+
+
+def describe_cpu(features: Dict[str, bool]) -> str:
+    """``'AVX2 yes, AVX-512 yes, VNNI yes, bfloat16 yes, AMX no'``."""
+    return ', '.join(f"{name} {'yes' if present else 'no'}" for name, present in features.items())
 
 
 def limit_threads(threads: int) -> None:
@@ -214,17 +243,18 @@ def patched_environ(values: Dict[str, str]):
 
 
 def run_isolated(function: Callable, *args, device: str = 'cpu',
-                 log_file: Optional[str] = None):
+                 log_file: Optional[str] = None, env: Optional[Dict[str, str]] = None):
     """``function(*args)`` in a fresh spawned interpreter; its result, a dict to which the
     child's peak memory is added. ``function`` must be importable (module level). The child's
-    output goes to ``log_file``; a failure raises ``RuntimeError`` with its traceback."""
+    output goes to ``log_file``; ``env`` adds environment variables (e.g. :data:`AVX2_ONLY`);
+    a failure raises ``RuntimeError`` with its traceback."""
     context = multiprocessing.get_context('spawn')
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
         target=_child_main,
         args=(sender, function, args, child_device(device), log_file or os.devnull,
               multiprocessing.get_start_method()))
-    with patched_environ(child_environment(device)):
+    with patched_environ(dict(child_environment(device), **(env or {}))):
         process.start()
     sender.close()
     try:

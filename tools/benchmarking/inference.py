@@ -1,11 +1,14 @@
 """Inference throughput: ``BioClassifier.predict_scores`` (the ``tools/test.py`` path, with
-whatever precision it applies) vs a plain fp32 eval loop on the same weights."""
-from typing import Sequence
+whatever precision it applies, or an exported ONNX file) vs a plain fp32 eval loop on the
+same weights."""
+import os.path as osp
+from typing import Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from bioplugin.apis import BioClassifier, load_config
+from bioplugin.deploy import export_onnx
 from bioplugin.engine.checkpoint_io import load_weights, read_checkpoint
 
 from .common import (BenchmarkSettings, build_model, is_channels_last, model_options,
@@ -30,11 +33,12 @@ def _time_inference(score, settings: BenchmarkSettings, paths: Sequence[str]) ->
     return time_repeats(score, paths, warmup, settings.repeats, settings.device)
 
 
-def ours_inference(settings: BenchmarkSettings, checkpoint: str, paths: Sequence[str]) -> dict:
+def ours_inference(settings: BenchmarkSettings, checkpoint: str, paths: Sequence[str],
+                   precision: Optional[str] = None) -> dict:
     """Images/s of ``BioClassifier(cfg, checkpoint).predict_scores``, and the precision the
-    classifier chose."""
+    classifier chose (``precision`` overrides the config's)."""
     cfg = load_config(settings.config, model_options(settings))
-    classifier = BioClassifier(cfg, checkpoint, device=settings.device)
+    classifier = BioClassifier(cfg, checkpoint, device=settings.device, precision=precision)
     result = _time_inference(
         lambda images: classifier.predict_scores(images, settings.batch_size,
                                                  settings.num_workers),
@@ -62,3 +66,29 @@ def reference_inference(settings: BenchmarkSettings, checkpoint: str,
         return torch.cat(scores).numpy()
 
     return _time_inference(score, settings, paths)
+
+
+def export_models(settings: BenchmarkSettings, checkpoint: str, data_root: str,
+                  out_file: str) -> dict:
+    """``tools/deploy/export_onnx.py --int8`` on ``checkpoint``: the fp32 and int8 files and
+    their checks on ``data_root``'s val images (all of them)."""
+    options = {'model.backbone.init_cfg': None}
+    if not settings.checkpoint:
+        options = model_options(settings)
+    cfg = load_config(settings.config, options, work_dir=osp.dirname(out_file),
+                      data_root=data_root)
+    return export_onnx(cfg, checkpoint, out_file, int8=True, check_images=100000,
+                       calibration_images=settings.calibration_images,
+                       batch_size=settings.batch_size)
+
+
+def onnx_inference(settings: BenchmarkSettings, onnx_file: str, paths: Sequence[str]) -> dict:
+    """Images/s of ``BioClassifier(cfg, 'model.onnx').predict_scores``: the same loader and
+    writer path, the model run by ONNX Runtime."""
+    cfg = load_config(settings.config, model_options(settings))
+    classifier = BioClassifier(cfg, onnx_file, device='cpu')
+    result = _time_inference(
+        lambda images: classifier.predict_scores(images, settings.batch_size,
+                                                 settings.num_workers),
+        settings, paths)
+    return dict(result, runtime=f"ONNX Runtime {classifier.model.metadata['precision']}")

@@ -1,14 +1,19 @@
 """Benchmark measurements to rows with ratios and targets; text, markdown and JSON output."""
 import json
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pandas as pd
 
 from .common import describe_precision
 
 # ours / reference throughput each case must reach
-MIN_RATIO = {'aug_small': 2.0, 'aug_large': 2.5, 'inference': 4.0, 'training': 2.5}
+MIN_RATIO = {'aug_small': 2.0, 'aug_large': 2.5, 'inference': 4.0, 'inference_avx2': 1.0,
+             'onnx_fp32': 1.2, 'onnx_int8': 2.0, 'training': 2.5}
+# int8 on a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX) multiplies int8 in one instruction
+INT8_MIN_RATIO_VNNI = 3.0
+# top-1 agreement of the int8 file with the fp32 one, on a trained model's val images
+MIN_INT8_AGREEMENT = 0.99
 # the Runner may cost this much more time per iteration, and peak memory, than the bare loop
 # with its precision (its fixed cost: hooks, logger, visualizer, message hub)
 MAX_RUNNER_OVERHEAD = 0.05
@@ -16,7 +21,8 @@ MAX_RUNNER_OVERHEAD = 0.05
 MEMORY_TOLERANCE = 0.01
 # slowest / fastest timed repetition above which a row is flagged as noisy
 NOISY_SPREAD = 1.5
-ROW_ORDER = ('aug_small', 'aug_large', 'inference', 'training', 'overhead')
+ROW_ORDER = ('aug_small', 'aug_large', 'inference', 'inference_avx2', 'onnx_fp32', 'onnx_int8',
+             'training', 'overhead')
 
 COLUMNS = {  # row key -> displayed header
     'case': 'case', 'ours_img_s': 'ours img/s', 'reference_img_s': 'reference img/s',
@@ -42,10 +48,27 @@ def spread(result: dict) -> float:
     return max(samples) / min(samples) if samples else 1.0
 
 
-def build_row(key: str, label: str, ours: dict, reference: dict) -> dict:
+def min_ratio(key: str, cpu: Optional[dict] = None) -> float:
+    """The ratio a row must reach; int8 expects more where the CPU has VNNI."""
+    if key == 'onnx_int8' and (cpu or {}).get('VNNI'):
+        return INT8_MIN_RATIO_VNNI
+    return MIN_RATIO[key]
+
+
+def _agreement_note(agreement: dict) -> str:
+    share = f"int8/fp32 top-1 agreement {agreement['top1_agreement']:.1%} on " \
+            f"{agreement['images']} {agreement.get('split', 'val')} images"
+    if not agreement.get('trained'):
+        return share + ' (random weights: no target; pass --checkpoint)'
+    return share + f" (target ≥ {MIN_INT8_AGREEMENT:.0%}: " \
+        f"{_verdict(agreement['top1_agreement'] >= MIN_INT8_AGREEMENT)})"
+
+
+def build_row(key: str, label: str, ours: dict, reference: dict,
+              cpu: Optional[dict] = None) -> dict:
     """One table row: throughputs, ``ratio = ours / reference``, the target and its verdict,
     and the peak memory of both processes (ours must not need more, within 1 %; the Runner
-    within its 5 % overhead)."""
+    within its 5 % overhead). ``cpu``: :func:`~.common.cpu_features`, for the int8 target."""
     ratio = ours['images_per_s'] / reference['images_per_s']
     row = dict(key=key, case=label, ours_img_s=ours['images_per_s'],
                reference_img_s=reference['images_per_s'], ratio=ratio,
@@ -58,11 +81,21 @@ def build_row(key: str, label: str, ours: dict, reference: dict) -> dict:
                    note=f"Runner {overhead:+.1%} per iteration, {memory_overhead:+.1%} peak "
                         f"memory; both {describe_precision(ours.get('precision'))}")
     else:
-        row.update(target=f'≥ {MIN_RATIO[key]:g}×', speed=_verdict(ratio >= MIN_RATIO[key]),
-                   note='')
-        if key in ('inference', 'training'):
+        target = row['min_ratio'] = min_ratio(key, cpu)
+        row.update(target=f'≥ {target:g}×', speed=_verdict(ratio >= target), note='')
+        if key in ('inference', 'inference_avx2', 'training'):
             row['note'] = (f"ours {describe_precision(ours.get('precision'))}; "
                            'reference fp32, NCHW')
+        if key == 'inference_avx2':
+            row['note'] += '; both with oneDNN capped at AVX2'
+        if key.startswith('onnx'):
+            row['note'] = f"ours {ours.get('runtime', 'ONNX Runtime')}; reference fp32, NCHW"
+        if 'agreement' in ours:
+            agreement = ours['agreement']
+            row['agreement'] = agreement['top1_agreement']
+            row['agreement_ok'] = (not agreement.get('trained')
+                                   or agreement['top1_agreement'] >= MIN_INT8_AGREEMENT)
+            row['note'] += '; ' + _agreement_note(agreement)
     row['spread'] = max(spread(ours), spread(reference))
     if row['spread'] > NOISY_SPREAD:
         row['note'] = '; '.join(filter(None, [
@@ -78,11 +111,12 @@ def build_row(key: str, label: str, ours: dict, reference: dict) -> dict:
     return row
 
 
-def build_rows(measurements: Dict[str, dict], labels: Dict[str, str]) -> List[dict]:
+def build_rows(measurements: Dict[str, dict], labels: Dict[str, str],
+               cpu: Optional[dict] = None) -> List[dict]:
     """Rows, in table order, for the cases in ``measurements`` (``{key: {'ours': result,
     'reference': result}}``), named by ``labels``."""
     return [build_row(key, labels[key], measurements[key]['ours'],
-                      measurements[key]['reference'])
+                      measurements[key]['reference'], cpu)
             for key in ROW_ORDER if key in measurements]
 
 
@@ -96,6 +130,10 @@ def failures(rows: List[dict]) -> List[str]:
         if row['speed'] == 'FAIL':
             lines.append(f"FAIL  {row['case']}: ratio {row['ratio']:.2f}× "
                          f"(target {row['target']})")
+        if not row.get('agreement_ok', True):
+            lines.append(f"FAIL  {row['case']}: int8 agrees with fp32 on "
+                         f"{row['agreement']:.1%} of top-1 labels (target "
+                         f"{MIN_INT8_AGREEMENT:.0%})")
         if row['memory'] == 'FAIL':
             lines.append(f"FAIL  {row['case']}: ours peaks at {row['ours_peak_mib']:.0f} MiB, "
                          f"the reference at {row['reference_peak_mib']:.0f} MiB")

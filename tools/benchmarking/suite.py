@@ -13,10 +13,11 @@ from bioplugin.apis import load_config
 from bioplugin.errors import ConfigError
 
 from .augmentation import ours_augmentation, reference_augmentation
-from .common import (CASES, BenchmarkSettings, child_device, model_name, model_options,
-                     run_isolated)
+from .common import (AVX2_ONLY, CASES, BenchmarkSettings, child_device, cpu_features,
+                     model_name, model_options, run_isolated)
 from .data import make_photo_folder, make_train_folder
-from .inference import ours_inference, reference_inference, save_random_checkpoint
+from .inference import (export_models, onnx_inference, ours_inference, reference_inference,
+                        save_random_checkpoint)
 from .report import build_rows
 from .training import mirror_training, runner_training, seed_training
 
@@ -41,14 +42,32 @@ def check_settings(settings: BenchmarkSettings) -> None:
     if {'training', 'overhead'} & set(settings.only) and settings.warmup < 1:
         raise ConfigError('Training needs --warmup 1 or more: the first iteration has no '
                           'start time.')
+    if bool(settings.checkpoint) != bool(settings.data_root):
+        raise ConfigError('--checkpoint and --data-root go together: the trained checkpoint '
+                          'and the dataset it was trained on.')
+    if settings.calibration_images < 1:
+        raise ConfigError('--calibration-images must be at least 1.')
     if settings.device.startswith('cuda') and not torch.cuda.is_available():
         raise ConfigError(f'--device {settings.device}: no CUDA device here.')
+
+
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """``'AMD EPYC 9R14 ...'`` from the kernel's CPU description, or ``''``."""
+    try:
+        with open(cpuinfo, encoding='utf-8', errors='replace') as file:
+            for line in file:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return ''
 
 
 def environment(settings: BenchmarkSettings, load_before: float) -> dict:
     """Versions, hardware and the machine's load (1-minute average) before and after."""
     info = dict(python=platform.python_version(), torch=torch.__version__,
-                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                cpu=cpu_model() or platform.processor() or platform.machine(),
+                cpu_features=cpu_features(), cpu_count=os.cpu_count(),
                 torch_threads=torch.get_num_threads(), device=settings.device,
                 load_average_before=load_before, load_average_after=os.getloadavg()[0])
     if settings.device.startswith('cuda'):
@@ -72,17 +91,17 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str,
     logs = osp.join(work_dir, 'logs')
     os.makedirs(logs, exist_ok=True)
 
-    def measure(function: Callable[..., dict], *args) -> dict:
+    def measure(function: Callable[..., dict], *args, env=None) -> dict:
         """``function(child settings, *args)`` in a fresh process."""
-        log(f'{function.__name__} ...')
+        log(f'{function.__name__} {" ".join(f"{k}={v}" for k, v in (env or {}).items())}...')
         result = run_isolated(function, child, *args, device=settings.device,
-                              log_file=osp.join(logs, f'{function.__name__}.log'))
+                              log_file=osp.join(logs, f'{function.__name__}.log'), env=env)
         log(f"  {result['images_per_s']:.2f} img/s, peak {result['peak_rss_mib']:.0f} MiB")
         return result
 
     measurements, labels = {}, {}
     selected = set(settings.only)
-    if {'aug', 'inference'} & selected:
+    if {'aug', 'inference', 'fp32', 'onnx'} & selected:
         count = max(settings.aug_images, settings.iters * settings.batch_size)
         photos = make_photo_folder(osp.join(work_dir, 'photos'), count, settings.image_size)
     if 'aug' in selected:
@@ -95,15 +114,45 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str,
             labels[key] = f'augmentation {key[4:]} ({size[0]}x{size[1]})'
             measurements[key] = dict(ours=measure(ours_augmentation, paths),
                                      reference=measure(reference_augmentation, paths))
-    if 'inference' in selected:
+    if {'inference', 'fp32', 'onnx'} & selected:
         checkpoint = run_isolated(save_random_checkpoint, child,
                                   osp.join(work_dir, 'random_init.pth'), device='cpu',
                                   log_file=osp.join(logs, 'save_random_checkpoint.log'))
         paths = photos[:settings.iters * settings.batch_size]
+        plain_loop = []  # the fp32 reference, measured once for every row that needs it
+
+        def reference() -> dict:
+            if not plain_loop:
+                plain_loop.append(measure(reference_inference, checkpoint, paths))
+            return plain_loop[0]
+
+    if 'inference' in selected:
         labels['inference'] = f'inference {name}'
-        measurements['inference'] = dict(
-            ours=measure(ours_inference, checkpoint, paths),
-            reference=measure(reference_inference, checkpoint, paths))
+        measurements['inference'] = dict(ours=measure(ours_inference, checkpoint, paths),
+                                         reference=reference())
+    if 'fp32' in selected:  # a CPU without AVX-512 and bfloat16, on any x86 CPU
+        labels['inference_avx2'] = f'inference {name} fp32, AVX2 kernels'
+        measurements['inference_avx2'] = dict(
+            ours=measure(ours_inference, checkpoint, paths, 'fp32', env=AVX2_ONLY),
+            reference=measure(reference_inference, checkpoint, paths, env=AVX2_ONLY))
+    if 'onnx' in selected:
+        data_root = settings.data_root
+        if not data_root:  # calibration and check images for the random weights
+            data_root = osp.join(work_dir, 'calibration')
+            make_train_folder(data_root, settings.calibration_images, settings.num_classes,
+                              settings.image_size, seed=3)
+        log(f'export_models ({"trained" if settings.checkpoint else "random"} weights) ...')
+        exported = run_isolated(export_models, child, settings.checkpoint or checkpoint,
+                                data_root, osp.join(work_dir, 'onnx', 'model.onnx'),
+                                device='cpu', log_file=osp.join(logs, 'export_models.log'))
+        for key, file in (('onnx_fp32', exported['onnx_file']),
+                          ('onnx_int8', exported['int8_file'])):
+            labels[key] = f'inference {name} ONNX Runtime {key[5:]}'
+            measurements[key] = dict(ours=measure(onnx_inference, file, paths),
+                                     reference=reference())
+        measurements['onnx_int8']['ours']['agreement'] = dict(
+            exported['int8_check'], split=exported['check_split'],
+            trained=bool(settings.checkpoint))
     if {'training', 'overhead'} & selected:
         data_root = osp.join(work_dir, 'data')
         make_train_folder(data_root, settings.train_images, settings.num_classes,
@@ -117,6 +166,7 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str,
             labels['overhead'] = 'Runner overhead'
             measurements['overhead'] = dict(
                 ours=runner, reference=measure(mirror_training, *args, runner['precision']))
-    return dict(rows=build_rows(measurements, labels), measurements=measurements,
+    return dict(rows=build_rows(measurements, labels, cpu_features()),
+                measurements=measurements,
                 labels=labels, settings=dataclasses.asdict(settings),
                 environment=environment(settings, load), wall_s=time.perf_counter() - start)
