@@ -10,6 +10,7 @@ A run stopped by SIGTERM or SIGUSR1 saves a recovery checkpoint and exits with s
 import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
+from bioplugin.analysis.calibrate import calibrate_checkpoint
 from bioplugin.apis import build_train_config, train
 from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
                                 precision_choice, run_tool, tool_parser)
@@ -40,9 +41,25 @@ def parse_args(argv=None):
                         'set it)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate with the global batch size')
+    parser.add_argument('--no-calibrate', action='store_true',
+                        help='skip fitting the score temperature of the best checkpoint on val '
+                        'after training')
     add_trust_checkpoint(parser)
     add_config_options(parser)
     return parser.parse_args(argv)
+
+
+def report_calibration(cfg, best: str, args) -> None:
+    """Fit the best checkpoint's score temperature on val (tools/analysis/calibrate.py)."""
+    if args.no_calibrate:
+        return
+    if args.launcher != 'none':
+        print(f'Calibrate the scores with: python tools/analysis/calibrate.py {cfg.work_dir}')
+        return
+    record = calibrate_checkpoint(cfg, best, trust_checkpoint=args.trust_checkpoint)
+    print(f"Score calibration: temperature {record['temperature']:.3f} -> {record['file']}")
+    for warning in record['warnings']:
+        print(f'warning: {warning}')
 
 
 def main(argv=None) -> int:
@@ -63,6 +80,7 @@ def main(argv=None) -> int:
         if best:
             score = runner.message_hub.get_info('best_score')
             print(f'Best checkpoint: {best} (val top-1 {score:.2f}%)')
+            report_calibration(cfg, best, args)
         print(f'Checkpoints and logs are in {cfg.work_dir}')
         return 0
 

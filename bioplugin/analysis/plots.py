@@ -145,3 +145,29 @@ def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: 
         figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def plot_reliability(before: dict, after: dict, before_metrics: dict, after_metrics: dict,
+                     title: str = 'Reliability on val (after: cross-fitted)'):
+    """Accuracy against confidence per bin, before and after temperature scaling (tables of
+    :func:`~bioplugin.evaluation.calibration.reliability`); the diagonal is perfect
+    calibration, bars below it are overconfidence."""
+    figure = Figure(figsize=(9, 4.2))
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, table, metrics, name in ((axes[0], before, before_metrics, 'model scores'),
+                                     (axes[1], after, after_metrics, 'calibrated')):
+        edges = np.asarray(table['edges'])
+        centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        accuracy = np.nan_to_num(np.asarray(table['accuracy'], float))
+        ax.bar(centres, accuracy, width=width * 0.95, color='#4c72b0', label='accuracy')
+        ax.plot([0, 1], [0, 1], '--', color='grey', linewidth=1)
+        for x, n in zip(centres, table['count']):
+            if n:
+                ax.text(x, 0.02, str(n), ha='center', fontsize=7, color='white')
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence (top-1 score)',
+               title=f"{name}: ECE {metrics['ece']:.3f}, NLL {metrics['nll']:.3f}, "
+                     f"Brier {metrics['brier']:.3f}")
+        ax.title.set_fontsize(9)
+    axes[0].set_ylabel('accuracy (images per bin at the bottom)')
+    figure.suptitle(title, fontsize=10)
+    return figure

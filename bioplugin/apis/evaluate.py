@@ -36,12 +36,14 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       full_name: bool = False, precision: Optional[str] = None,
                       batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                       launcher: str = 'none', out_dir: Optional[str] = None,
-                      backend: str = 'onnxruntime') -> Config:
+                      backend: str = 'onnxruntime', raw_scores: bool = False) -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
 
     ``checkpoint`` may be an exported ``.onnx`` file: the config's model is then an
     ``OnnxClassifier`` run by ``backend`` (``onnxruntime`` or ``openvino``), in one process.
+    Scores carry the checkpoint's calibration temperature (the ONNX file's) unless
+    ``raw_scores``.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -66,12 +68,13 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
     cfg.test_evaluator = dict(
         type=WRITER, labeled_metrics=config_metrics(cfg), split=split, topk=topk,
         class_names=class_names, include_index=include_index, full_name=full_name,
+        temperature=None if raw_scores else 'auto',
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
     if precision is not None:
         cfg.precision = precision
     if is_onnx_file(checkpoint):
-        use_onnx_model(cfg, checkpoint, backend, launcher)
+        use_onnx_model(cfg, checkpoint, backend, launcher, raw_scores)
     else:
         cfg.load_from = checkpoint_io.resolve_checkpoint(checkpoint)
     if tta:
@@ -82,13 +85,14 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
 
 
 def use_onnx_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime',
-                   launcher: str = 'none') -> None:
+                   launcher: str = 'none', raw_scores: bool = False) -> None:
     """Make the config's model the exported ``onnx_file``: the test loop, TTA and writers stay
     the same; the runtime brings its own arithmetic (no autocast) and threads."""
     if launcher != 'none':
         raise ConfigError('An ONNX model runs in one process; drop --launcher (ONNX Runtime '
                           'uses every core of the machine).')
-    model = dict(type='OnnxClassifier', onnx_file=osp.abspath(onnx_file), backend=backend)
+    model = dict(type='OnnxClassifier', onnx_file=osp.abspath(onnx_file), backend=backend,
+                 raw_scores=raw_scores)
     if isinstance(cfg.get('model'), dict) and cfg.model.get('type') == 'OnnxClassifier':
         model = dict(cfg.model, **model)
     cfg.model = model
@@ -149,14 +153,16 @@ def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[
              **options) -> dict:
     """Evaluate ``checkpoint`` on ``split``, the Python side of ``tools/test.py CONFIG
     CHECKPOINT``; ``options`` as :func:`build_test_config` takes them. Returns ``metrics``,
-    ``predictions`` (the per-image table), ``classes``, ``checkpoint`` and the files written
-    (``metrics_file``, ``predictions_file``)."""
+    ``predictions`` (the per-image table), ``scores`` (every class's probability) and
+    ``gt_labels`` (indices, labeled splits), the ``temperature`` applied, ``classes``,
+    ``checkpoint`` and the files written (``metrics_file``, ``predictions_file``)."""
     cfg = config if isinstance(config, Config) else load_config(config, cfg_options,
                                                                 data_root=data_root)
     cfg = build_test_config(cfg, checkpoint, split, **options)
     runner, metrics = run_test(cfg, trust_checkpoint)
     writer = prediction_writer(runner)
-    return dict(metrics=metrics, predictions=writer.frame,
+    return dict(metrics=metrics, predictions=writer.frame, scores=writer.scores,
+                gt_labels=writer.gt_labels, temperature=writer.temperature,
                 classes=list(writer.dataset_meta['classes']),
                 checkpoint=model_file(cfg),
                 metrics_file=writer.output_path(cfg.test_evaluator.metrics_file),

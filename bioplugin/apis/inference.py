@@ -21,6 +21,7 @@ from ..engine.precision import autocast, device_type, prepare_for_inference, res
 from ..deploy.onnx_classifier import OnnxClassifier
 from ..deploy.runtimes import is_onnx_file
 from ..errors import ConfigError, DatasetError
+from ..evaluation.calibration import apply_temperature, read_temperature
 from ..evaluation.prediction_table import image_names, prediction_frame
 from ..models import build_model
 from .config import build_split_dataset, load_config
@@ -55,7 +56,9 @@ class BioClassifier:
     Checkpoints are unpickled with ``weights_only=True``; ``trust_checkpoint=True`` lifts that
     for a file you trust. ``checkpoint`` may be an exported ``.onnx`` file
     (``tools/deploy/export_onnx.py``), run by ``backend`` (``'onnxruntime'`` or
-    ``'openvino'``), with the class names of its metadata.
+    ``'openvino'``), with the class names of its metadata. Scores carry the checkpoint's
+    calibration temperature (``tools/analysis/calibrate.py``; the ONNX file's own) unless
+    ``raw_scores=True``; ``classifier.temperature`` says which was applied.
     """
 
     def __init__(self,
@@ -66,7 +69,8 @@ class BioClassifier:
                  cfg_options: Optional[dict] = None,
                  trust_checkpoint: bool = False,
                  precision: Optional[str] = None,
-                 backend: str = 'onnxruntime'):
+                 backend: str = 'onnxruntime',
+                 raw_scores: bool = False):
         self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
         # nested transforms (TestTimeAug) are built from the default scope's registry
         init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
@@ -75,8 +79,9 @@ class BioClassifier:
         if trust_checkpoint:
             trust_checkpoint_file(checkpoint)
         self.tta = tta
+        self.temperature = None  # applied here; an ONNX model applies its own
         if is_onnx_file(checkpoint):
-            model = OnnxClassifier(checkpoint, backend=backend)
+            model = OnnxClassifier(checkpoint, backend=backend, raw_scores=raw_scores)
             self.classes = model.classes
             self.precision = 'fp32'  # the runtime's own arithmetic, no autocast
         else:
@@ -90,6 +95,7 @@ class BioClassifier:
             self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
                                                self.device.type)
             model = prepare_for_inference(model, self.precision, self.device.type)
+            self.temperature = None if raw_scores else read_temperature(checkpoint)
         if tta:
             model = MODELS.build(tta_model(self.cfg, model))
         self.model = model.to(self.device).eval()
@@ -118,6 +124,9 @@ class BioClassifier:
             with autocast(self.precision, self.device.type):
                 samples = self.model.test_step(batch)
             batch_scores = torch.stack([s.pred_score for s in samples]).float().cpu()
+            if self.temperature:
+                batch_scores = torch.from_numpy(apply_temperature(batch_scores.numpy(),
+                                                                  self.temperature))
             for i, error in enumerate(load_errors(batch)):
                 if error:
                     batch_scores[i] = float('nan')

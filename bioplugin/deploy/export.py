@@ -24,6 +24,7 @@ from ..apis.inference import load_trained_model
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import CheckpointError, DatasetError
+from ..evaluation.calibration import read_temperature
 from ..fileio import output_errors
 from .metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, build_metadata, metadata_json
 from .quantization import quantize_int8
@@ -161,11 +162,14 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
                 tolerance: float = 1e-3, int8: bool = False, calibration_images: int = 300,
                 min_int8_agreement: float = 0.95, reduce_range: bool = False,
                 calibration_method: str = 'minmax', batch_size: int = 8,
-                trust_checkpoint: bool = False, log: Callable[[str], None] = print) -> dict:
+                trust_checkpoint: bool = False, raw_scores: bool = False,
+                log: Callable[[str], None] = print) -> dict:
     """Export ``checkpoint`` to ``out_file`` and check it on up to ``check_images`` images of
     the val split (else train) against PyTorch; with ``int8`` also write
     ``<out_file stem>_int8.onnx`` calibrated on ``calibration_images`` training images and
-    check it against the fp32 file. Returns the report: files, the checks, and ``passed``
+    check it against the fp32 file. ``temperature`` (default: the checkpoint's calibration,
+    none with ``raw_scores``) goes into the ``scores`` output and the metadata. Returns the
+    report: files, the checks, and ``passed``
     (logits within ``tolerance``; int8 top-1 agreement at least ``min_int8_agreement``)."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     checkpoint = resolve_checkpoint(checkpoint)
@@ -173,6 +177,8 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
         trust_checkpoint_file(checkpoint)
     model, classes = load_trained_model(cfg, checkpoint)
     model.eval()
+    if temperature is None and not raw_scores:
+        temperature = read_temperature(checkpoint)
     if not classes:
         raise CheckpointError(f'{checkpoint!r} records no class names (meta.dataset_meta.'
                               'classes); export a checkpoint written by tools/train.py.')

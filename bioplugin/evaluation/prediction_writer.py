@@ -12,7 +12,7 @@ Relative paths are inside the work dir::
 """
 import os.path as osp
 import time
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,9 @@ from mmengine.model import BaseTTAModel
 
 from mmpretrain.registry import METRICS
 
+from ..errors import ConfigError
 from ..models.builder import bare_model
+from .calibration import apply_temperature, read_temperature
 from .metrics_report import compute_metrics, save_metrics_json
 from .prediction_table import image_names, prediction_frame, read_class_names, write_csv_atomic
 
@@ -38,6 +40,10 @@ class PredictionWriter(BaseMetric):
     ``include_index`` add columns. An unreadable image (the dataset's
     ``bad_image_policy='placeholder'``) keeps its row with an empty label and the reason in a
     ``status`` column, and is left out of the metrics.
+
+    ``temperature='auto'`` applies the temperature stored beside the checkpoint by
+    ``tools/analysis/calibrate.py`` (``<checkpoint>.calibration.json``; none: the model's own
+    scores), a number applies that one, ``None`` none (``tools/test.py --raw-scores``).
     """
 
     def __init__(self,
@@ -49,6 +55,7 @@ class PredictionWriter(BaseMetric):
                  class_names: Optional[str] = None,
                  include_index: bool = False,
                  full_name: bool = False,
+                 temperature: Union[str, float, None] = 'auto',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
@@ -62,17 +69,28 @@ class PredictionWriter(BaseMetric):
         self.class_names = class_names
         self.include_index = include_index
         self.full_name = full_name
+        if temperature not in ('auto', None) and not (
+                isinstance(temperature, (int, float)) and temperature > 0):
+            raise ConfigError(f"temperature={temperature!r}: use 'auto', None or a positive "
+                              'number.')
+        self.temperature_option = temperature
+        self.temperature: Optional[float] = None if temperature == 'auto' else temperature
         self.work_dir = '.'
         self.run_info: dict = {}
         self.frame: Optional[pd.DataFrame] = None  # the last table, in the main process
+        self.scores: Optional[np.ndarray] = None  # its class probabilities
+        self.gt_labels: Optional[np.ndarray] = None  # and labels, on a labeled split
 
     def attach(self, runner) -> None:
         """Write into the runner's work dir and record what was evaluated."""
         self.work_dir = runner.work_dir
         model_file = (runner.cfg.get('load_from')
                       or getattr(bare_model(runner.model), 'onnx_file', None))
+        if self.temperature_option == 'auto':
+            self.temperature = read_temperature(runner.cfg.get('load_from'))
         self.run_info = dict(config=runner.cfg.filename, checkpoint=model_file,
-                             tta=isinstance(runner.model, BaseTTAModel))
+                             tta=isinstance(runner.model, BaseTTAModel),
+                             temperature=self.temperature)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -91,6 +109,7 @@ class PredictionWriter(BaseMetric):
         scores = np.stack([result['score'] for result in results]) if results else \
             np.zeros((0, len(classes)))
         scores[failed] = np.nan
+        scores[~failed] = apply_temperature(scores[~failed], self.temperature)
         errors = {i: result['load_error'] for i, result in enumerate(results) if failed[i]}
         paths = [result['img_path'] for result in results]
         labeled = bool(results) and all(result['gt_label'] is not None for result in results)
@@ -109,7 +128,8 @@ class PredictionWriter(BaseMetric):
             frame['image_path'] = paths
             metrics = compute_metrics(scores[~failed], gt_labels[~failed], self.metric_cfgs,
                                       classes)
-        self.frame = frame
+        self.frame, self.scores = frame, scores
+        self.gt_labels = gt_labels if labeled else None
         if self.out_file:
             write_csv_atomic(frame, self.output_path(self.out_file))
         if labeled and self.metrics_file:

@@ -39,7 +39,10 @@ def parse_args(argv=None):
     parser.add_argument('--min-int8-agreement', type=float, default=0.95,
                         help='least top-1 agreement of int8 with fp32 (default: %(default)s)')
     parser.add_argument('--temperature', type=float,
-                        help='softmax temperature of the `scores` output (default 1)')
+                        help='softmax temperature of the `scores` output (default: the '
+                        "checkpoint's calibration, else 1)")
+    parser.add_argument('--raw-scores', action='store_true',
+                        help="ignore the checkpoint's calibration temperature")
     add_trust_checkpoint(parser)
     add_config_options(parser)
     return parser.parse_args(argv)
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
             calibration_images=args.calibration_images,
             min_int8_agreement=args.min_int8_agreement, reduce_range=args.reduce_range,
             calibration_method=args.calibration_method,
-            trust_checkpoint=args.trust_checkpoint)
+            trust_checkpoint=args.trust_checkpoint, raw_scores=args.raw_scores)
         if not report['passed']:
             print('error: the exported model does not match the checkpoint within the '
                   'tolerances above; the files are kept for inspection.', file=sys.stderr)

@@ -1,0 +1,159 @@
+"""Temperature scaling: the fit, the honest (cross-fitted) estimate, where the temperature is
+stored and that every prediction path applies it."""
+import json
+import os.path as osp
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bioplugin.analysis.calibrate import calibrate_checkpoint, format_calibration
+from bioplugin.apis import BioClassifier, load_config
+from bioplugin.errors import ConfigError
+from bioplugin.evaluation import PredictionWriter
+from bioplugin.evaluation.calibration import (apply_temperature, calibrate,
+                                              calibration_metrics, fit_temperature,
+                                              read_temperature)
+from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main
+
+
+def overconfident(n=20000, classes=5, true_temperature=2.0, seed=0):
+    """Scores softmax(z) of a model whose labels really follow softmax(z / T)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (n, classes))
+    def softmax(x):
+        e = np.exp(x - x.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    truth = softmax(logits / true_temperature)
+    labels = np.array([rng.choice(classes, p=p) for p in truth])
+    return softmax(logits), labels
+
+
+def test_fit_recovers_a_known_temperature():
+    scores, labels = overconfident(true_temperature=2.0)
+    assert fit_temperature(scores, labels) == pytest.approx(2.0, rel=0.05)
+    scores, labels = overconfident(true_temperature=0.5, seed=1)  # underconfident
+    assert fit_temperature(scores, labels) == pytest.approx(0.5, rel=0.05)
+
+
+def test_cross_fitted_estimate_improves_an_overconfident_model():
+    scores, labels = overconfident(n=4000)
+    record = calibrate(scores, labels, num_classes=5)
+    assert record['after']['ece'] < record['before']['ece'] / 2
+    assert record['after']['nll'] < record['before']['nll']
+    assert record['after']['brier'] < record['before']['brier']
+    assert len(record['fold_temperatures']) == 2 and not record['warnings']
+    # the ranking never changes, so neither does top-1
+    calibrated = apply_temperature(scores, record['temperature'])
+    assert (calibrated.argmax(1) == scores.argmax(1)).all()
+    np.testing.assert_allclose(calibrated.sum(1), 1, atol=1e-9)
+
+
+def test_calibration_metrics_by_hand():
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    labels = [0, 1, 1]
+    metrics = calibration_metrics(scores, labels)
+    # bins: 0.9 (right), 0.8 (wrong), 0.7 (right): |0.9-1| + |0.8-0| + |0.7-1|, over 3
+    assert metrics['ece'] == pytest.approx((0.1 + 0.8 + 0.3) / 3)
+    assert metrics['nll'] == pytest.approx(-np.log([0.9, 0.2, 0.7]).mean())
+    assert metrics['brier'] == pytest.approx((0.02 + 1.28 + 0.18) / 3)
+    assert metrics['accuracy'] == pytest.approx(2 / 3)
+
+
+def test_small_val_split_keeps_temperature_one_with_a_warning():
+    scores, labels = overconfident(n=12)
+    record = calibrate(scores, labels, num_classes=5)
+    assert record['temperature'] == 1.0 and 'too few to fit' in record['warnings'][0]
+    assert 'calibrated' not in format_calibration(record)
+    scores, labels = overconfident(n=400, classes=5)
+    keep = labels != 4
+    record = calibrate(scores[keep], labels[keep], num_classes=5)
+    assert record['temperature'] != 1.0
+    assert any('have no val image' in warning for warning in record['warnings'])
+
+
+def test_writer_refuses_a_bad_temperature():
+    with pytest.raises(ConfigError, match='positive number'):
+        PredictionWriter(temperature=-1)
+    with pytest.raises(ConfigError, match="'auto'"):
+        PredictionWriter(temperature='hot')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A tiny model trained on 24 val images' worth of data; training ends by calibrating."""
+    tmp = tmp_path_factory.mktemp('calibration')
+    data = make_image_folder(str(tmp / 'data'), ['0', '1', '2'], per_class=8, val_per_class=8,
+                             test_images=6)
+    work_dir = tmp / 'work'
+    result = run_tool('tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir',
+                      str(work_dir), '--cfg-options', 'train_cfg.max_epochs=4')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'Score calibration: temperature' in result.stdout
+    best = sorted(work_dir.glob('best_*.pth'))[-1]
+    return data, work_dir, str(best)
+
+
+@pytest.mark.slow
+def test_training_stores_a_temperature_that_every_path_applies(trained, tmp_path):
+    data, work_dir, best = trained
+    stored = json.loads(open(best[:-4] + '.calibration.json').read())
+    temperature = read_temperature(best)
+    assert temperature == stored['temperature'] and temperature != 1.0
+    assert stored['after']['ece'] <= stored['before']['ece']  # cross-fitted, never worse here
+    assert osp.isfile(work_dir / 'calibration' / 'reliability.png')
+
+    csv = {}
+    for name, extra in (('calibrated', []), ('raw', ['--raw-scores'])):
+        status, stdout, stderr = tool_main('test.py', TINY_CONFIG, best, '--csv',
+                                           tmp_path / f'{name}.csv', '--data-root', data,
+                                           '--work-dir', tmp_path, '--topk', '3', *extra)
+        assert status == 0, stderr
+        assert ('calibrated with temperature' in stdout) == (not extra)
+        csv[name] = pd.read_csv(tmp_path / f'{name}.csv', dtype={'pred_label': str})
+    raw, calibrated = csv['raw'], csv['calibrated']
+    assert list(raw.pred_label) == list(calibrated.pred_label)
+    assert not np.allclose(raw.score, calibrated.score)
+    # the calibrated top-3 scores are those of softmax(log p / T) over all classes
+    raw_scores = BioClassifier(load_config(TINY_CONFIG, data_root=data), best,
+                               raw_scores=True).predict_scores(
+        [osp.join(data, 'test', f'{name}.jpg') for name in raw.image_name])
+    expected = np.sort(apply_temperature(raw_scores, temperature), axis=1)[:, ::-1]
+    np.testing.assert_allclose(calibrated[['score', 'top2_score', 'top3_score']],
+                               expected[:, :3], atol=1e-5)
+    classifier = BioClassifier(load_config(TINY_CONFIG, data_root=data), best)
+    assert classifier.temperature == temperature
+    np.testing.assert_allclose(classifier.predict(osp.join(data, 'test')).score,
+                               calibrated.score, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_export_carries_the_temperature(trained, tmp_path):
+    data, _, best = trained
+    status, _, stderr = tool_main('deploy/export_onnx.py', TINY_CONFIG, best, '--out',
+                                  tmp_path / 'm.onnx', '--data-root', data, '--work-dir',
+                                  tmp_path)
+    assert status == 0, stderr
+    cfg = load_config(TINY_CONFIG, data_root=data)
+    from_onnx = BioClassifier(cfg, str(tmp_path / 'm.onnx'))
+    assert from_onnx.model.temperature == pytest.approx(read_temperature(best))
+    images = osp.join(data, 'test')
+    np.testing.assert_allclose(
+        from_onnx.predict(images).score,
+        BioClassifier(cfg, best, precision='fp32').predict(images).score, atol=1e-4)
+    raw = BioClassifier(cfg, str(tmp_path / 'm.onnx'), raw_scores=True).predict(images)
+    np.testing.assert_allclose(
+        raw.score, BioClassifier(cfg, best, raw_scores=True, precision='fp32').predict(
+            images).score, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_calibrate_tool_on_a_work_dir(trained, tmp_path):
+    _, work_dir, best = trained
+    status, stdout, stderr = tool_main('analysis/calibrate.py', str(work_dir), '--out-dir',
+                                       tmp_path)
+    assert status == 0, stderr
+    assert 'model scores' in stdout and 'calibrated*' in stdout and best[:-4] in stdout
+    assert osp.isfile(tmp_path / 'reliability.png')
+    status, _, stderr = tool_main('analysis/calibrate.py', str(work_dir), '--folds', '1')
+    assert status == 2 and '--folds' in stderr
