@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from bioplugin.apis import BioClassifier, load_config
 from bioplugin.deploy import export_onnx
-from bioplugin.engine.checkpoint_io import load_weights, read_checkpoint
+from bioplugin.engine.checkpoint_io import checkpoint_classes, load_weights, read_checkpoint
 
 from .common import (BenchmarkSettings, build_model, is_channels_last, model_options,
                      time_repeats)
@@ -72,9 +72,10 @@ def export_models(settings: BenchmarkSettings, checkpoint: str, data_root: str,
                   out_file: str) -> dict:
     """``tools/deploy/export_onnx.py --int8`` on ``checkpoint``: the fp32 and int8 files and
     their checks on ``data_root``'s val images (all of them)."""
-    options = {'model.backbone.init_cfg': None}
-    if not settings.checkpoint:
-        options = model_options(settings)
+    options = model_options(settings)
+    if settings.checkpoint:  # a trained checkpoint: its own classes
+        classes = checkpoint_classes(read_checkpoint(checkpoint, mmap=True))
+        options['model.head.num_classes'] = len(classes)
     cfg = load_config(settings.config, options, work_dir=osp.dirname(out_file),
                       data_root=data_root)
     return export_onnx(cfg, checkpoint, out_file, int8=True, check_images=100000,
