@@ -14,6 +14,7 @@ from bioplugin.evaluation import PredictionWriter
 from bioplugin.evaluation.calibration import (apply_temperature, calibrate,
                                               calibration_metrics, fit_temperature,
                                               read_temperature)
+from bioplugin.evaluation.review import choose_thresholds, decisions, review_queue
 from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main
 
 
@@ -157,3 +158,88 @@ def test_calibrate_tool_on_a_work_dir(trained, tmp_path):
     assert osp.isfile(tmp_path / 'reliability.png')
     status, _, stderr = tool_main('analysis/calibrate.py', str(work_dir), '--folds', '1')
     assert status == 2 and '--folds' in stderr
+
+
+# ---------------------------------------------------------------- review queue
+
+def precision_at(top, correct, threshold):
+    accepted = top >= threshold
+    return correct[accepted].mean() if accepted.any() else None
+
+
+def test_thresholds_reach_the_target_precision_on_val():
+    scores, labels = overconfident(n=600, classes=3, seed=3)
+    scores = apply_temperature(scores, 2.0)
+    review = choose_thresholds(scores, labels, ['a', 'b', 'c'], target=0.9,
+                               min_class_images=150)
+    top, predicted = scores.max(1), scores.argmax(1)
+    correct = predicted == labels
+    for index, name in enumerate('abc'):
+        entry = review['classes'][name]
+        mine = predicted == index
+        assert entry['val_images'] == mine.sum()
+        assert entry['source'] == ('class' if mine.sum() >= 150 else 'global')
+        pool = mine if entry['source'] == 'class' else np.ones_like(mine)
+        assert precision_at(top[pool], correct[pool], entry['threshold']) >= 0.9
+        # any lower cut (at a val score) falls below the target: the threshold is the lowest
+        lower = np.unique(top[pool][top[pool] < entry['threshold']])
+        assert all(precision_at(top[pool], correct[pool], t) < 0.9 for t in lower)
+    accepted = top >= np.array([review['classes']['abc'[i]]['threshold'] for i in predicted])
+    assert review['coverage'] == pytest.approx(accepted.mean())
+    assert review['precision'] >= 0.9 - 1e-9 and 0 < review['coverage'] < 1
+
+
+def test_unreachable_precision_reviews_everything():
+    scores = np.array([[0.6, 0.4], [0.7, 0.3], [0.4, 0.6]])
+    review = choose_thresholds(scores, [1, 1, 0], ['a', 'b'], target=0.95)
+    assert review['global_threshold'] == float('inf') and review['coverage'] == 0
+    assert 'every prediction is sent to review' in review['warnings'][0]
+    frame = pd.DataFrame(dict(pred_label=['a', 'b'], score=[0.99, 0.6]))
+    assert list(decisions(frame, review)) == ['review', 'review']
+
+
+def test_decisions_follow_the_thresholds_and_review_unreadable_images():
+    review = dict(global_threshold=0.5, classes=dict(a=dict(threshold=0.9),
+                                                      b=dict(threshold=0.2)))
+    frame = pd.DataFrame(dict(pred_label=['a', 'a', 'b', 'c', ''],
+                              score=[0.95, 0.85, 0.3, 0.6, np.nan],
+                              status=['ok', 'ok', 'ok', 'ok', 'unreadable: empty file']))
+    assert list(decisions(frame, review)) == ['accept', 'review', 'accept', 'accept', 'review']
+    frame['decision'] = decisions(frame, review)
+    assert list(review_queue(frame).score.fillna(-1)) == [-1, 0.85]
+
+
+@pytest.mark.slow
+def test_csv_decision_and_review_csv_agree_with_the_stored_thresholds(trained, tmp_path):
+    data, work_dir, best = trained
+    path = best[:-4] + '.calibration.json'
+    record = json.loads(open(path).read())
+    assert record['review']['target_precision'] == 0.95  # chosen when training ended
+    saved = open(path).read()
+    try:
+        # thresholds that split the test images: class 0 never, class 1 always, 2 at 0.5
+        record['review'] = dict(record['review'], global_threshold=0.5, classes={
+            '0': dict(threshold=float('inf'), source='class', val_images=8),
+            '1': dict(threshold=0.0, source='class', val_images=8),
+            '2': dict(threshold=0.5, source='global', val_images=8)})
+        open(path, 'w').write(json.dumps(record))
+        status, stdout, stderr = tool_main(
+            'test.py', TINY_CONFIG, best, '--csv', tmp_path / 'p.csv', '--review-csv',
+            tmp_path / 'review.csv', '--data-root', data, '--work-dir', tmp_path)
+        assert status == 0, stderr
+        frame = pd.read_csv(tmp_path / 'p.csv', dtype={'pred_label': str})
+        assert list(frame.columns[:2]) == ['image_name', 'pred_label'] and len(frame) == 6
+        limit = frame.pred_label.map({'0': np.inf, '1': 0.0, '2': 0.5})
+        expected = np.where(frame.score >= limit, 'accept', 'review')
+        assert list(frame.decision) == list(expected)
+        queue = pd.read_csv(tmp_path / 'review.csv', dtype={'pred_label': str})
+        assert list(queue.image_name) == list(
+            frame[frame.decision == 'review'].sort_values('score').image_name)
+        assert f'Wrote the {len(queue)} of 6 predictions to review' in stdout
+        # the same decisions from the Python API; none on raw scores
+        classifier = BioClassifier(load_config(TINY_CONFIG, data_root=data), best)
+        assert list(classifier.predict(osp.join(data, 'test')).decision) == list(expected)
+        raw = BioClassifier(load_config(TINY_CONFIG, data_root=data), best, raw_scores=True)
+        assert 'decision' not in raw.predict(osp.join(data, 'test'))
+    finally:
+        open(path, 'w').write(saved)

@@ -52,6 +52,9 @@ def parse_args(argv=None):
                         "the config's)")
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='multi-process launcher (tools/dist_test.sh sets it)')
+    parser.add_argument('--review-csv', metavar='FILE',
+                        help="also write the rows whose decision is `review`, least certain "
+                        'first (thresholds from tools/analysis/calibrate.py)')
     parser.add_argument('--raw-scores', action='store_true',
                         help="the model's own scores, without the calibration temperature of "
                         'tools/analysis/calibrate.py')
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
             class_names=args.class_names, include_index=args.include_index,
             full_name=args.full_name, precision=precision_choice(args),
             batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher,
-            backend=args.backend, raw_scores=args.raw_scores)
+            backend=args.backend, raw_scores=args.raw_scores, review_csv=args.review_csv)
         runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0
@@ -96,6 +99,15 @@ def main(argv=None) -> int:
             print(format_metrics(metrics, len(frame)))
             print(f'Metrics: {writer.output_path(cfg.test_evaluator.metrics_file)}\n'
                   f'Per-image predictions: {writer.output_path(cfg.test_evaluator.out_file)}')
+        if args.review_csv:
+            if 'decision' in frame:
+                queue = int((frame['decision'] == 'review').sum())
+                print(f'Wrote the {queue} of {len(frame)} predictions to review to '
+                      f'{args.review_csv}')
+            else:
+                print('warning: no review thresholds for these scores (run '
+                      'tools/analysis/calibrate.py, and leave out --raw-scores); '
+                      f'{args.review_csv} was not written', file=sys.stderr)
         if writer.temperature:
             print(f'Scores calibrated with temperature {writer.temperature:.3f} '
                   '(tools/analysis/calibrate.py; --raw-scores for the model\'s own)')

@@ -57,7 +57,10 @@ def report_calibration(cfg, best: str, args) -> None:
         print(f'Calibrate the scores with: python tools/analysis/calibrate.py {cfg.work_dir}')
         return
     record = calibrate_checkpoint(cfg, best, trust_checkpoint=args.trust_checkpoint)
-    print(f"Score calibration: temperature {record['temperature']:.3f} -> {record['file']}")
+    review = record['review']
+    print(f"Score calibration: temperature {record['temperature']:.3f}, "
+          f"{review['coverage']:.0%} of val auto-accepted at {review['target_precision']:.0%} "
+          f"precision -> {record['file']}")
     for warning in record['warnings']:
         print(f'warning: {warning}')
 

@@ -12,17 +12,20 @@ from mmengine.config import Config
 
 from ..apis import evaluate, load_config
 from ..engine.checkpoint_io import resolve_checkpoint
-from ..evaluation.calibration import calibrate, save_calibration
+from ..evaluation.calibration import apply_temperature, calibrate, save_calibration
+from ..evaluation.review import TARGET_PRECISION, choose_thresholds
 from .plots import plot_reliability, save_figure
 from .report import work_dir_config
 
 
 def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
-                         folds: int = 2, trust_checkpoint: bool = False) -> dict:
+                         folds: int = 2, target_precision: float = TARGET_PRECISION,
+                         trust_checkpoint: bool = False) -> dict:
     """Evaluate ``checkpoint`` (a file or a work dir) on val with its raw scores, fit the
     temperature, store it as ``<checkpoint>.calibration.json`` (read by ``tools/test.py``,
-    ``BioClassifier`` and the ONNX export), and draw the reliability diagram. Returns the
-    calibration record with ``file`` and ``figure`` added."""
+    ``BioClassifier`` and the ONNX export) with the review thresholds at
+    ``target_precision`` chosen on the calibrated val scores, and draw the reliability
+    diagram. Returns the calibration record with ``file`` and ``figure`` added."""
     cfg = config if isinstance(config, Config) else load_config(config)
     checkpoint = resolve_checkpoint(checkpoint)
     out_dir = out_dir or osp.join(osp.dirname(osp.abspath(checkpoint)), 'calibration')
@@ -33,6 +36,10 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
     readable = ~np.isnan(scores).any(1)
     record = calibrate(scores[readable], labels[readable], len(evaluation['classes']),
                        folds=folds)
+    calibrated = apply_temperature(scores[readable], record['temperature'])
+    record['review'] = choose_thresholds(calibrated, labels[readable], evaluation['classes'],
+                                         target_precision)
+    record['warnings'] += record['review']['warnings']
     record['file'] = save_calibration(checkpoint, record)
     if record['images']:
         record['figure'] = save_figure(
@@ -63,5 +70,14 @@ def format_calibration(record: dict) -> str:
         if record['fold_temperatures']:
             lines.append('* each val image scored with a temperature fitted on the other '
                          f"fold(s); val top-1 {record['before']['accuracy']:.1%} either way")
+    review = record.get('review')
+    if review:
+        per_class = sum(entry['source'] == 'class' for entry in review['classes'].values())
+        lines.append(
+            f"review thresholds for {review['target_precision']:.0%} precision: "
+            f"{per_class} per class, {len(review['classes']) - per_class} global "
+            f"({review['global_threshold']:.3f}); {review['coverage']:.0%} of val "
+            'auto-accepted' + (f", {review['precision']:.1%} of them right"
+                               if review['precision'] is not None else ''))
     lines += [f'warning: {warning}' for warning in record['warnings']]
     return '\n'.join(lines)

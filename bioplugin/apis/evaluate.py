@@ -36,14 +36,16 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       full_name: bool = False, precision: Optional[str] = None,
                       batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                       launcher: str = 'none', out_dir: Optional[str] = None,
-                      backend: str = 'onnxruntime', raw_scores: bool = False) -> Config:
+                      backend: str = 'onnxruntime', raw_scores: bool = False,
+                      review_csv: Optional[str] = None) -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
 
     ``checkpoint`` may be an exported ``.onnx`` file: the config's model is then an
     ``OnnxClassifier`` run by ``backend`` (``onnxruntime`` or ``openvino``), in one process.
     Scores carry the checkpoint's calibration temperature (the ONNX file's) unless
-    ``raw_scores``.
+    ``raw_scores``, and then a ``decision`` column; ``review_csv`` also writes the rows to
+    review, least certain first.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -69,6 +71,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
         type=WRITER, labeled_metrics=config_metrics(cfg), split=split, topk=topk,
         class_names=class_names, include_index=include_index, full_name=full_name,
         temperature=None if raw_scores else 'auto',
+        review_file=osp.abspath(review_csv) if review_csv else None,
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
     if precision is not None:

@@ -21,7 +21,8 @@ from ..engine.precision import autocast, device_type, prepare_for_inference, res
 from ..deploy.onnx_classifier import OnnxClassifier
 from ..deploy.runtimes import is_onnx_file
 from ..errors import ConfigError, DatasetError
-from ..evaluation.calibration import apply_temperature, read_temperature
+from ..evaluation.calibration import apply_temperature, read_review, read_temperature
+from ..evaluation.review import decisions
 from ..evaluation.prediction_table import image_names, prediction_frame
 from ..models import build_model
 from .config import build_split_dataset, load_config
@@ -80,9 +81,11 @@ class BioClassifier:
             trust_checkpoint_file(checkpoint)
         self.tta = tta
         self.temperature = None  # applied here; an ONNX model applies its own
+        self.review = None  # thresholds of the decision column
         if is_onnx_file(checkpoint):
             model = OnnxClassifier(checkpoint, backend=backend, raw_scores=raw_scores)
             self.classes = model.classes
+            self.review = model.review
             self.precision = 'fp32'  # the runtime's own arithmetic, no autocast
         else:
             model, classes = load_trained_model(self.cfg, checkpoint)
@@ -95,7 +98,9 @@ class BioClassifier:
             self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
                                                self.device.type)
             model = prepare_for_inference(model, self.precision, self.device.type)
-            self.temperature = None if raw_scores else read_temperature(checkpoint)
+            if not raw_scores:
+                self.temperature = read_temperature(checkpoint)
+                self.review = read_review(checkpoint)
         if tta:
             model = MODELS.build(tta_model(self.cfg, model))
         self.model = model.to(self.device).eval()
@@ -162,5 +167,9 @@ class BioClassifier:
         names = image_names([image if isinstance(image, str) else f'array_{i}'
                              for i, image in enumerate(images)])
         scores, errors = self._scores(images, batch_size, num_workers, progress)
-        return prediction_frame(names, scores, self.classes, topk=topk, class_names=class_names,
-                                errors=errors)
+        frame = prediction_frame(names, scores, self.classes, topk=topk,
+                                 class_names=class_names, errors=errors)
+        decision = decisions(frame, self.review)
+        if decision is not None:
+            frame['decision'] = decision
+        return frame

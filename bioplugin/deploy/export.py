@@ -24,7 +24,7 @@ from ..apis.inference import load_trained_model
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import CheckpointError, DatasetError
-from ..evaluation.calibration import read_temperature
+from ..evaluation.calibration import read_review, read_temperature
 from ..fileio import output_errors
 from .metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, build_metadata, metadata_json
 from .quantization import quantize_int8
@@ -177,8 +177,9 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
         trust_checkpoint_file(checkpoint)
     model, classes = load_trained_model(cfg, checkpoint)
     model.eval()
+    review = None
     if temperature is None and not raw_scores:
-        temperature = read_temperature(checkpoint)
+        temperature, review = read_temperature(checkpoint), read_review(checkpoint)
     if not classes:
         raise CheckpointError(f'{checkpoint!r} records no class names (meta.dataset_meta.'
                               'classes); export a checkpoint written by tools/train.py.')
@@ -200,7 +201,8 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
         metadata = build_metadata(
             classes, height, width, pipeline, mean=model.data_preprocessor.mean.flatten(),
             std=model.data_preprocessor.std.flatten(), temperature=temperature,
-            source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)))
+            source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)),
+            review=review)
         _write_metadata(partial, metadata)
         os.replace(partial, out_file)
     log(f'Exported {out_file} (fp32, {osp.getsize(out_file) / 2**20:.1f} MiB, input '

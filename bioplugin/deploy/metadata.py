@@ -63,7 +63,7 @@ def describe_preprocessing(pipeline: Sequence[dict]) -> tuple:
 def build_metadata(classes: Sequence[str], height: int, width: int, pipeline: Sequence[dict],
                    mean: Sequence[float], std: Sequence[float],
                    temperature: Optional[float] = None, precision: str = 'fp32',
-                   source: Optional[dict] = None) -> dict:
+                   source: Optional[dict] = None, review: Optional[dict] = None) -> dict:
     """The metadata dict of an export (see the module docstring)."""
     from .. import __version__
     steps, reproducible = describe_preprocessing(pipeline)
@@ -76,7 +76,7 @@ def build_metadata(classes: Sequence[str], height: int, width: int, pipeline: Se
         normalization=dict(mean=[float(v) for v in mean], std=[float(v) for v in std],
                            where='inside the graph, on RGB values 0-255'),
         temperature=float(temperature) if temperature else 1.0, precision=precision,
-        source=dict(source or {}))
+        source=dict(source or {}), review=review)
 
 
 def metadata_json(metadata: dict) -> str:

@@ -47,6 +47,8 @@ class OnnxClassifier(BaseModel):
         self.metadata = self.runtime.metadata
         self.classes = tuple(self.metadata['classes'])
         self.temperature = 1.0 if raw_scores else float(self.metadata.get('temperature', 1.0))
+        # review thresholds hold for the calibrated scores only
+        self.review = None if raw_scores else self.metadata.get('review')
         self.input_size = (self.metadata['input']['height'], self.metadata['input']['width'])
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,

@@ -146,9 +146,21 @@ def save_calibration(checkpoint: str, calibration: dict) -> str:
     return path
 
 
-def read_temperature(checkpoint: Optional[str]) -> Optional[float]:
-    """The temperature stored beside ``checkpoint``, or None when it has none."""
+def read_calibration(checkpoint: Optional[str]) -> Optional[dict]:
+    """The calibration record stored beside ``checkpoint``, or None when it has none."""
     if not checkpoint or not osp.isfile(calibration_file(checkpoint)):
         return None
     with open(calibration_file(checkpoint)) as file:
-        return float(json.load(file)['temperature'])
+        return json.load(file)
+
+
+def read_temperature(checkpoint: Optional[str]) -> Optional[float]:
+    """The temperature stored beside ``checkpoint``, or None when it has none."""
+    record = read_calibration(checkpoint)
+    return float(record['temperature']) if record else None
+
+
+def read_review(checkpoint: Optional[str]) -> Optional[dict]:
+    """The review thresholds stored beside ``checkpoint`` (see :mod:`.review`), or None."""
+    record = read_calibration(checkpoint)
+    return record.get('review') if record else None

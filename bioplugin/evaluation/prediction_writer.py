@@ -23,7 +23,8 @@ from mmpretrain.registry import METRICS
 
 from ..errors import ConfigError
 from ..models.builder import bare_model
-from .calibration import apply_temperature, read_temperature
+from .calibration import apply_temperature, read_review, read_temperature
+from .review import decisions, review_queue
 from .metrics_report import compute_metrics, save_metrics_json
 from .prediction_table import image_names, prediction_frame, read_class_names, write_csv_atomic
 
@@ -44,6 +45,9 @@ class PredictionWriter(BaseMetric):
     ``temperature='auto'`` applies the temperature stored beside the checkpoint by
     ``tools/analysis/calibrate.py`` (``<checkpoint>.calibration.json``; none: the model's own
     scores), a number applies that one, ``None`` none (``tools/test.py --raw-scores``).
+    ``review='auto'`` adds the ``decision`` column (``accept`` / ``review``) from the
+    thresholds stored with that temperature (:mod:`~bioplugin.evaluation.review`), only
+    on calibrated scores; ``review_file`` also writes the rows to review, least certain first.
     """
 
     def __init__(self,
@@ -56,6 +60,8 @@ class PredictionWriter(BaseMetric):
                  include_index: bool = False,
                  full_name: bool = False,
                  temperature: Union[str, float, None] = 'auto',
+                 review: Union[str, dict, None] = 'auto',
+                 review_file: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
@@ -75,6 +81,9 @@ class PredictionWriter(BaseMetric):
                               'number.')
         self.temperature_option = temperature
         self.temperature: Optional[float] = None if temperature == 'auto' else temperature
+        self.review_option = review
+        self.review: Optional[dict] = review if isinstance(review, dict) else None
+        self.review_file = review_file
         self.work_dir = '.'
         self.run_info: dict = {}
         self.frame: Optional[pd.DataFrame] = None  # the last table, in the main process
@@ -84,10 +93,14 @@ class PredictionWriter(BaseMetric):
     def attach(self, runner) -> None:
         """Write into the runner's work dir and record what was evaluated."""
         self.work_dir = runner.work_dir
-        model_file = (runner.cfg.get('load_from')
-                      or getattr(bare_model(runner.model), 'onnx_file', None))
+        model = bare_model(runner.model)
+        model_file = runner.cfg.get('load_from') or getattr(model, 'onnx_file', None)
         if self.temperature_option == 'auto':
             self.temperature = read_temperature(runner.cfg.get('load_from'))
+        if self.review_option == 'auto' and self.temperature_option == 'auto':
+            # thresholds hold for calibrated scores: the checkpoint's, or the ONNX file's
+            self.review = (read_review(runner.cfg.get('load_from'))
+                           or getattr(model, 'review', None))
         self.run_info = dict(config=runner.cfg.filename, checkpoint=model_file,
                              tta=isinstance(runner.model, BaseTTAModel),
                              temperature=self.temperature)
@@ -128,10 +141,15 @@ class PredictionWriter(BaseMetric):
             frame['image_path'] = paths
             metrics = compute_metrics(scores[~failed], gt_labels[~failed], self.metric_cfgs,
                                       classes)
+        decision = decisions(frame, self.review)
+        if decision is not None:
+            frame['decision'] = decision
         self.frame, self.scores = frame, scores
         self.gt_labels = gt_labels if labeled else None
         if self.out_file:
             write_csv_atomic(frame, self.output_path(self.out_file))
+        if self.review_file and decision is not None:
+            write_csv_atomic(review_queue(frame), self.output_path(self.review_file))
         if labeled and self.metrics_file:
             save_metrics_json(
                 self.output_path(self.metrics_file), metrics, images=len(frame),

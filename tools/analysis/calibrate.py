@@ -5,7 +5,8 @@
 
 Writes <checkpoint>.calibration.json beside the checkpoint: tools/test.py, BioClassifier and
 tools/deploy/export_onnx.py then apply the temperature to every score (--raw-scores to opt
-out). Prints ECE (10 bins), NLL and Brier score before and after, estimated on held-out folds
+out) and add a `decision` column (accept / review) from the thresholds chosen here for
+--target-precision. Prints ECE (10 bins), NLL and Brier score before and after, estimated on held-out folds
 of val, and draws calibration/reliability.png.
 """
 import sys
@@ -22,17 +23,24 @@ def main(argv=None) -> int:
     parser.add_argument('--checkpoint', help='default: the best checkpoint of the work dir')
     parser.add_argument('--folds', type=int, default=2,
                         help='cross-fitting folds of val for the before / after estimate')
+    parser.add_argument('--target-precision', type=float, default=0.95,
+                        help='precision the accepted predictions must reach on val (review '
+                        'thresholds; default: %(default)s)')
     parser.add_argument('--out-dir', help="default: calibration/ beside the checkpoint")
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
     def body() -> int:
+        if not 0 < args.target_precision <= 1:
+            print('error: --target-precision must be in (0, 1].', file=sys.stderr)
+            return 2
         if args.folds < 2:
             print('error: --folds must be at least 2 (fit on one part, score the other).',
                   file=sys.stderr)
             return 2
         record = calibrate_work_dir(args.work_dir, args.config, args.checkpoint,
                                     out_dir=args.out_dir, folds=args.folds,
+                                    target_precision=args.target_precision,
                                     trust_checkpoint=args.trust_checkpoint)
         print(format_calibration(record))
         print(f"Calibration: {record['file']}" + (f"\nReliability diagram: {record['figure']}"
