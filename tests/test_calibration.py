@@ -243,3 +243,15 @@ def test_csv_decision_and_review_csv_agree_with_the_stored_thresholds(trained, t
         assert 'decision' not in raw.predict(osp.join(data, 'test'))
     finally:
         open(path, 'w').write(saved)
+
+
+@pytest.mark.slow
+def test_report_shows_the_calibration(trained, tmp_path):
+    from bioplugin.analysis import write_report
+    _, work_dir, best = trained
+    page = open(write_report(str(work_dir), out_dir=str(tmp_path),
+                             gradcam_images=2)).read()
+    record = json.loads(open(best[:-4] + '.calibration.json').read())
+    assert 'Score calibration' in page and f"Temperature {record['temperature']:.3f}" in page
+    assert 'reliability.png' in page and osp.isfile(tmp_path / 'reliability.png')
+    assert f"{record['review']['coverage']:.0%} of val images auto-accepted" in page

@@ -13,13 +13,14 @@ from typing import Optional
 from ..apis import BioClassifier, evaluate, load_config
 from ..errors import ConfigError, DatasetError
 from ..evaluation import DISPLAY_NAMES, write_csv_atomic
+from ..evaluation.calibration import read_calibration
 from ..fileio import atomic_write
 from .confusion import confused_pairs, confusion_frame, confusion_matrix, per_class_table
 from .curves import load_training_curves
 from .gradcam import explain_predictions
 from .model_stats import model_stats
 from .plots import (plot_confused_pairs, plot_confusion_matrix, plot_per_class,
-                    plot_training_curves, save_figure)
+                    plot_reliability, plot_training_curves, save_figure)
 
 
 def work_dir_config(work_dir: str) -> str:
@@ -92,7 +93,14 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     files['gradcam_png'] = save_figure(
         explain_predictions(classifier, predictions, gradcam_images),
         osp.join(out_dir, 'gradcam.png'))
-    page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir)
+    calibration = read_calibration(evaluation['checkpoint'])
+    if calibration and calibration.get('images'):
+        files['reliability_png'] = save_figure(
+            plot_reliability(calibration['reliability_before'],
+                             calibration['reliability_after'], calibration['before'],
+                             calibration['after']), osp.join(out_dir, 'reliability.png'))
+    page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
+                 calibration)
     return atomic_write(osp.join(out_dir, 'report.html'), page)
 
 
@@ -103,7 +111,30 @@ def _table(rows, header) -> str:
     return f'<table><tr>{head}</tr>{body}</table>'
 
 
-def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir) -> str:
+def _calibration_html(calibration: Optional[dict], figure) -> str:
+    """The report's section on score calibration and the review queue."""
+    if not calibration:
+        return ('<p>No calibration for this checkpoint: run '
+                '<code>tools/analysis/calibrate.py</code>.</p>')
+    rows = [(name, f"{calibration[key]['ece']:.3f}", f"{calibration[key]['nll']:.3f}",
+             f"{calibration[key]['brier']:.3f}", f"{calibration[key]['mean_confidence']:.3f}")
+            for name, key in (('model scores', 'before'), ('calibrated (cross-fitted)', 'after'))
+            if calibration.get(key)]
+    review = calibration.get('review') or {}
+    lines = [f"<p>Temperature {calibration['temperature']:.3f}, fitted on "
+             f"{calibration['images']} val images.</p>",
+             _table(rows, ('scores', 'ECE', 'NLL', 'Brier', 'mean top-1 score')) if rows else '',
+             figure('reliability_png', 'Accuracy against confidence per bin; below the '
+                    'diagonal is overconfidence')]
+    if review:
+        lines.append(f"<p>Review thresholds for {review['target_precision']:.0%} precision: "
+                     f"{review['coverage']:.0%} of val images auto-accepted.</p>")
+    lines += [f'<p>Warning: {html.escape(warning)}</p>' for warning in calibration['warnings']]
+    return '\n'.join(lines)
+
+
+def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
+          calibration=None) -> str:
     def link(key):
         return html.escape(osp.relpath(files[key], out_dir))
 
@@ -145,6 +176,8 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 written {time.strftime('%Y-%m-%d %H:%M')}.</p>
 <h2>Validation metrics</h2>
 {_table(metric_rows, ('metric', 'value'))}
+<h2>Score calibration</h2>
+{_calibration_html(calibration, figure)}
 <h2>Model</h2>
 {_table(stat_rows, ('', ''))}
 <h2>Training curves</h2>
