@@ -195,16 +195,20 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
 
     start = time.perf_counter()
     partial = out_file + '.partial'
-    with output_errors(out_file):
-        export_fp32(model, partial, height, width, temperature, opset)
-        pipeline = cfg.test_dataloader.dataset.pipeline
-        metadata = build_metadata(
-            classes, height, width, pipeline, mean=model.data_preprocessor.mean.flatten(),
-            std=model.data_preprocessor.std.flatten(), temperature=temperature,
-            source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)),
-            review=review)
-        _write_metadata(partial, metadata)
-        os.replace(partial, out_file)
+    try:
+        with output_errors(out_file):
+            export_fp32(model, partial, height, width, temperature, opset)
+            pipeline = cfg.test_dataloader.dataset.pipeline
+            metadata = build_metadata(
+                classes, height, width, pipeline, mean=model.data_preprocessor.mean.flatten(),
+                std=model.data_preprocessor.std.flatten(), temperature=temperature,
+                source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)),
+                review=review)
+            _write_metadata(partial, metadata)
+            os.replace(partial, out_file)
+    finally:
+        if osp.exists(partial):  # an export that failed half-way leaves nothing behind
+            os.remove(partial)
     log(f'Exported {out_file} (fp32, {osp.getsize(out_file) / 2**20:.1f} MiB, input '
         f'{INPUT_NAME}: RGB uint8 N x 3 x {height} x {width}) in '
         f'{time.perf_counter() - start:.0f} s')
