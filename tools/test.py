@@ -55,6 +55,13 @@ def parse_args(argv=None):
     parser.add_argument('--review-csv', metavar='FILE',
                         help="also write the rows whose decision is `review`, least certain "
                         'first (thresholds from tools/analysis/calibrate.py)')
+    parser.add_argument('--taxonomy', metavar='CSV',
+                        help='roll probabilities up the ranks of this file (class folder, '
+                        'genus, family, …): <rank>_label/_score and confident_rank columns, '
+                        'per-rank top-1 on a labeled split')
+    parser.add_argument('--confident-threshold', type=float, default=0.9,
+                        help='probability a rank needs to be the confident_rank (default: '
+                        '%(default)s)')
     parser.add_argument('--raw-scores', action='store_true',
                         help="the model's own scores, without the calibration temperature of "
                         'tools/analysis/calibrate.py')
@@ -86,7 +93,8 @@ def main(argv=None) -> int:
             class_names=args.class_names, include_index=args.include_index,
             full_name=args.full_name, precision=precision_choice(args),
             batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher,
-            backend=args.backend, raw_scores=args.raw_scores, review_csv=args.review_csv)
+            backend=args.backend, raw_scores=args.raw_scores, review_csv=args.review_csv,
+            taxonomy=args.taxonomy, confident_threshold=args.confident_threshold)
         runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0

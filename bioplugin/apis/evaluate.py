@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..evaluation.metrics_report import evaluator_list
 from ..evaluation.prediction_table import image_names
 from ..evaluation.prediction_writer import PredictionWriter
+from ..evaluation.taxonomy import read_taxonomy
 from .config import SPLITS, build_split_dataset, load_config
 from .train import build_runner
 from .tta import apply_tta
@@ -37,7 +38,8 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                       launcher: str = 'none', out_dir: Optional[str] = None,
                       backend: str = 'onnxruntime', raw_scores: bool = False,
-                      review_csv: Optional[str] = None) -> Config:
+                      review_csv: Optional[str] = None, taxonomy: Optional[str] = None,
+                      confident_threshold: float = 0.9) -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
 
@@ -45,7 +47,8 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
     ``OnnxClassifier`` run by ``backend`` (``onnxruntime`` or ``openvino``), in one process.
     Scores carry the checkpoint's calibration temperature (the ONNX file's) unless
     ``raw_scores``, and then a ``decision`` column; ``review_csv`` also writes the rows to
-    review, least certain first.
+    review, least certain first. ``taxonomy`` adds the rolled-up ranks (and their accuracy on
+    a labeled split), ``confident_rank`` at ``confident_threshold``.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -72,6 +75,8 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
         class_names=class_names, include_index=include_index, full_name=full_name,
         temperature=None if raw_scores else 'auto',
         review_file=osp.abspath(review_csv) if review_csv else None,
+        taxonomy=osp.abspath(taxonomy) if taxonomy else None,
+        confident_threshold=confident_threshold,
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
     if precision is not None:
@@ -140,6 +145,8 @@ def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]
         classes = checkpoint_io.checkpoint_classes(
             checkpoint_io.read_checkpoint(cfg.load_from, mmap=True))
     check_unique_names(cfg, classes, cfg.test_evaluator.get('full_name', False))
+    if cfg.test_evaluator.get('taxonomy'):  # a bad file stops before any image is read
+        read_taxonomy(cfg.test_evaluator.taxonomy, classes)
     runner = build_runner(cfg)
     metrics = runner.test()
     return runner, metrics

@@ -23,6 +23,7 @@ from ..deploy.runtimes import is_onnx_file
 from ..errors import ConfigError, DatasetError
 from ..evaluation.calibration import apply_temperature, read_review, read_temperature
 from ..evaluation.review import decisions
+from ..evaluation.taxonomy import CONFIDENT, add_rank_columns, read_taxonomy
 from ..evaluation.prediction_table import image_names, prediction_frame
 from ..models import build_model
 from .config import build_split_dataset, load_config
@@ -147,13 +148,16 @@ class BioClassifier:
 
     def predict(self, inputs: Union[ImageInput, Sequence[ImageInput]], topk: int = 1,
                 batch_size: int = 32, num_workers: int = 0, progress: bool = False,
-                class_names: Optional[dict] = None) -> pd.DataFrame:
+                class_names: Optional[dict] = None, taxonomy: Optional[str] = None,
+                confident_threshold: float = CONFIDENT) -> pd.DataFrame:
         """Predict a folder, an image path, an array, or a list of paths / arrays.
 
         Returns one row per image (input order; folders in natural file order) with
         ``image_name`` (file stem, or ``array_<i>``), ``pred_label`` (class folder name),
         ``score`` and, for ``topk > 1``, the next best labels and scores. An image that
         cannot be read keeps its row, with an empty label and a ``status`` column saying why.
+        With calibration thresholds a ``decision`` column follows; ``taxonomy`` (a CSV) adds
+        the rolled-up ranks and ``confident_rank`` (see ``tools/test.py --taxonomy``).
         """
         if isinstance(inputs, str):
             images = list_images(inputs) if osp.isdir(inputs) else [inputs]
@@ -169,6 +173,9 @@ class BioClassifier:
         scores, errors = self._scores(images, batch_size, num_workers, progress)
         frame = prediction_frame(names, scores, self.classes, topk=topk,
                                  class_names=class_names, errors=errors)
+        if taxonomy:
+            add_rank_columns(frame, scores, read_taxonomy(taxonomy, self.classes),
+                             confident_threshold)
         decision = decisions(frame, self.review)
         if decision is not None:
             frame['decision'] = decision

@@ -56,9 +56,17 @@ def compute_metrics(scores: np.ndarray, gt_labels: Sequence[int], evaluator_cfgs
     return results
 
 
+def display_name(key: str) -> str:
+    """``'top-1 accuracy (%)'`` for ``'accuracy/top1'``; ``'genus top-1 (%)'`` for
+    ``'taxonomy/genus_top1'``."""
+    if key.startswith('taxonomy/') and key.endswith('_top1'):
+        return f"{key[len('taxonomy/'):-len('_top1')]} top-1 (%)"
+    return DISPLAY_NAMES.get(key, key)
+
+
 def format_metrics(metrics: dict, num_images: int) -> str:
     """A two-column text table of the metrics and the image count."""
-    rows = [(DISPLAY_NAMES.get(key, key), f'{value:.2f}') for key, value in metrics.items()]
+    rows = [(display_name(key), f'{value:.2f}') for key, value in metrics.items()]
     rows.append(('images', str(num_images)))
     width = max(len(name) for name, _ in rows)
     return '\n'.join(f'{name:<{width}}  {value:>8}' for name, value in rows)

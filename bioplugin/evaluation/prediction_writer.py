@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..models.builder import bare_model
 from .calibration import apply_temperature, read_review, read_temperature
 from .review import decisions, review_queue
+from .taxonomy import CONFIDENT, add_rank_columns, rank_accuracy, read_taxonomy
 from .metrics_report import compute_metrics, save_metrics_json
 from .prediction_table import image_names, prediction_frame, read_class_names, write_csv_atomic
 
@@ -48,6 +49,9 @@ class PredictionWriter(BaseMetric):
     ``review='auto'`` adds the ``decision`` column (``accept`` / ``review``) from the
     thresholds stored with that temperature (:mod:`~bioplugin.evaluation.review`), only
     on calibrated scores; ``review_file`` also writes the rows to review, least certain first.
+    ``taxonomy`` (a CSV, see :mod:`~bioplugin.evaluation.taxonomy`) adds ``<rank>_label``,
+    ``<rank>_score`` and ``confident_rank`` (``confident_threshold``) columns and, on a
+    labeled split, the top-1 accuracy of every rank (``taxonomy/<rank>_top1``).
     """
 
     def __init__(self,
@@ -62,6 +66,8 @@ class PredictionWriter(BaseMetric):
                  temperature: Union[str, float, None] = 'auto',
                  review: Union[str, dict, None] = 'auto',
                  review_file: Optional[str] = None,
+                 taxonomy: Optional[str] = None,
+                 confident_threshold: float = CONFIDENT,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
@@ -84,6 +90,8 @@ class PredictionWriter(BaseMetric):
         self.review_option = review
         self.review: Optional[dict] = review if isinstance(review, dict) else None
         self.review_file = review_file
+        self.taxonomy = taxonomy
+        self.confident_threshold = confident_threshold
         self.work_dir = '.'
         self.run_info: dict = {}
         self.frame: Optional[pd.DataFrame] = None  # the last table, in the main process
@@ -141,6 +149,12 @@ class PredictionWriter(BaseMetric):
             frame['image_path'] = paths
             metrics = compute_metrics(scores[~failed], gt_labels[~failed], self.metric_cfgs,
                                       classes)
+        taxonomy = read_taxonomy(self.taxonomy, classes) if self.taxonomy else None
+        if taxonomy:
+            add_rank_columns(frame, scores, taxonomy, self.confident_threshold)
+            if labeled:
+                metrics.update({f'taxonomy/{key}': value for key, value in rank_accuracy(
+                    scores[~failed], gt_labels[~failed], taxonomy).items()})
         decision = decisions(frame, self.review)
         if decision is not None:
             frame['decision'] = decision
