@@ -13,7 +13,7 @@ from bioplugin.errors import ConfigError
 from bioplugin.evaluation import PredictionWriter
 from bioplugin.evaluation.calibration import (apply_temperature, calibrate,
                                               calibration_metrics, fit_temperature,
-                                              read_temperature)
+                                              read_calibration)
 from bioplugin.evaluation.review import choose_thresholds, decisions, review_queue
 from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main
 
@@ -99,7 +99,7 @@ def trained(tmp_path_factory):
 def test_training_stores_a_temperature_that_every_path_applies(trained, tmp_path):
     data, work_dir, best = trained
     stored = json.loads(open(best[:-4] + '.calibration.json').read())
-    temperature = read_temperature(best)
+    temperature = read_calibration(best)['temperature']
     assert temperature == stored['temperature'] and temperature != 1.0
     assert stored['after']['ece'] <= stored['before']['ece']  # cross-fitted, never worse here
     assert osp.isfile(work_dir / 'calibration' / 'reliability.png')
@@ -137,7 +137,7 @@ def test_export_carries_the_temperature(trained, tmp_path):
     assert status == 0, stderr
     cfg = load_config(TINY_CONFIG, data_root=data)
     from_onnx = BioClassifier(cfg, str(tmp_path / 'm.onnx'))
-    assert from_onnx.model.temperature == pytest.approx(read_temperature(best))
+    assert from_onnx.model.temperature == pytest.approx(read_calibration(best)['temperature'])
     images = osp.join(data, 'test')
     np.testing.assert_allclose(
         from_onnx.predict(images).score,

@@ -21,7 +21,7 @@ from ..engine.precision import autocast, device_type, prepare_for_inference, res
 from ..deploy.onnx_classifier import OnnxClassifier
 from ..deploy.runtimes import is_onnx_file
 from ..errors import ConfigError, DatasetError
-from ..evaluation.calibration import apply_temperature, read_review, read_temperature
+from ..evaluation.calibration import apply_temperature, read_calibration
 from ..evaluation.review import decisions
 from ..evaluation.taxonomy import CONFIDENT, add_rank_columns, read_taxonomy
 from ..evaluation.prediction_table import image_names, prediction_frame
@@ -99,9 +99,10 @@ class BioClassifier:
             self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
                                                self.device.type)
             model = prepare_for_inference(model, self.precision, self.device.type)
-            if not raw_scores:
-                self.temperature = read_temperature(checkpoint)
-                self.review = read_review(checkpoint)
+            calibration = None if raw_scores else read_calibration(checkpoint)
+            if calibration:
+                self.temperature, self.review = (calibration['temperature'],
+                                                 calibration.get('review'))
         if tta:
             model = MODELS.build(tta_model(self.cfg, model))
         self.model = model.to(self.device).eval()

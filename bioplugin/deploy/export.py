@@ -24,7 +24,7 @@ from ..apis.inference import load_trained_model
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import CheckpointError, DatasetError
-from ..evaluation.calibration import read_review, read_temperature
+from ..evaluation.calibration import read_calibration
 from ..fileio import output_errors
 from .metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, build_metadata, metadata_json
 from .quantization import quantize_int8
@@ -178,8 +178,9 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     model, classes = load_trained_model(cfg, checkpoint)
     model.eval()
     review = None
-    if temperature is None and not raw_scores:
-        temperature, review = read_temperature(checkpoint), read_review(checkpoint)
+    calibration = None if raw_scores or temperature is not None else read_calibration(checkpoint)
+    if calibration:
+        temperature, review = calibration['temperature'], calibration.get('review')
     if not classes:
         raise CheckpointError(f'{checkpoint!r} records no class names (meta.dataset_meta.'
                               'classes); export a checkpoint written by tools/train.py.')

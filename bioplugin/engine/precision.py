@@ -23,15 +23,20 @@ AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 _CPU_BF16_FLAGS = {'avx512_bf16', 'amx_bf16', 'bf16'}
 
 
-def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> bool:
-    """True when the CPU computes bfloat16 in hardware (so autocast pays off)."""
+def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> set:
+    """The instruction-set flags of the first CPU (x86 ``flags``, Arm ``Features``)."""
     if not os.path.isfile(cpuinfo):
-        return False
+        return set()
     with open(cpuinfo, encoding='utf-8', errors='replace') as file:
         for line in file:
             if line.split(':')[0].strip().lower() in ('flags', 'features'):
-                return bool(_CPU_BF16_FLAGS & set(line.split(':', 1)[1].split()))
-    return False
+                return set(line.split(':', 1)[1].split())
+    return set()
+
+
+def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> bool:
+    """True when the CPU computes bfloat16 in hardware (so autocast pays off)."""
+    return bool(_CPU_BF16_FLAGS & cpu_flags(cpuinfo))
 
 
 def resolve_precision(precision: str, device_type: str) -> str:

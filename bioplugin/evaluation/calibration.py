@@ -153,14 +153,3 @@ def read_calibration(checkpoint: Optional[str]) -> Optional[dict]:
     with open(calibration_file(checkpoint)) as file:
         return json.load(file)
 
-
-def read_temperature(checkpoint: Optional[str]) -> Optional[float]:
-    """The temperature stored beside ``checkpoint``, or None when it has none."""
-    record = read_calibration(checkpoint)
-    return float(record['temperature']) if record else None
-
-
-def read_review(checkpoint: Optional[str]) -> Optional[dict]:
-    """The review thresholds stored beside ``checkpoint`` (see :mod:`.review`), or None."""
-    record = read_calibration(checkpoint)
-    return record.get('review') if record else None

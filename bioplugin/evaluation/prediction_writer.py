@@ -23,7 +23,7 @@ from mmpretrain.registry import METRICS
 
 from ..errors import ConfigError
 from ..models.builder import bare_model
-from .calibration import apply_temperature, read_review, read_temperature
+from .calibration import apply_temperature, read_calibration
 from .review import decisions, review_queue
 from .taxonomy import CONFIDENT, add_rank_columns, rank_accuracy, read_taxonomy
 from .metrics_report import compute_metrics, save_metrics_json
@@ -104,11 +104,11 @@ class PredictionWriter(BaseMetric):
         model = bare_model(runner.model)
         model_file = runner.cfg.get('load_from') or getattr(model, 'onnx_file', None)
         if self.temperature_option == 'auto':
-            self.temperature = read_temperature(runner.cfg.get('load_from'))
-        if self.review_option == 'auto' and self.temperature_option == 'auto':
-            # thresholds hold for calibrated scores: the checkpoint's, or the ONNX file's
-            self.review = (read_review(runner.cfg.get('load_from'))
-                           or getattr(model, 'review', None))
+            calibration = read_calibration(runner.cfg.get('load_from')) or {}
+            self.temperature = calibration.get('temperature')
+            if self.review_option == 'auto':
+                # thresholds hold for calibrated scores: the checkpoint's, or the ONNX file's
+                self.review = calibration.get('review') or getattr(model, 'review', None)
         self.run_info = dict(config=runner.cfg.filename, checkpoint=model_file,
                              tta=isinstance(runner.model, BaseTTAModel),
                              temperature=self.temperature)

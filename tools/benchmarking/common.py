@@ -14,6 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from bioplugin.engine.precision import cpu_flags
 from bioplugin.models import build_model as build_classifier_model
 
 CASES = ('aug', 'inference', 'fp32', 'onnx', 'training', 'overhead')
@@ -137,15 +138,7 @@ def describe_precision(precision: Optional[dict]) -> str:
 
 def cpu_features(cpuinfo: str = '/proc/cpuinfo') -> Dict[str, bool]:
     """Which of the instruction sets that decide CPU inference speed this CPU has."""
-    flags = set()
-    try:
-        with open(cpuinfo, encoding='utf-8', errors='replace') as file:
-            for line in file:
-                if line.split(':')[0].strip().lower() in ('flags', 'features'):
-                    flags = set(line.split(':', 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = cpu_flags(cpuinfo)
     return {'AVX2': 'avx2' in flags, 'AVX-512': 'avx512f' in flags,
             'VNNI': bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} & flags),
             'bfloat16': bool({'avx512_bf16', 'amx_bf16', 'bf16'} & flags),
