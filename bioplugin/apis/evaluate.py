@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..deploy.runtimes import is_onnx_file, open_runtime
+from ..deploy.runtimes import is_onnx_file, read_metadata
 from ..engine import checkpoint_io
 from ..errors import ConfigError
 from ..evaluation.metrics_report import evaluator_list
@@ -136,9 +136,7 @@ def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]
     and the metrics (empty for an unlabeled split). ``trust_checkpoint`` allows a checkpoint
     that holds pickled objects beyond weights."""
     if cfg.load_from is None:  # an ONNX file: its metadata names the classes
-        onnx_model = onnx_model_config(cfg)
-        classes = open_runtime(onnx_model.onnx_file, onnx_model.get('backend', 'onnxruntime'),
-                               threads=1).metadata['classes']
+        classes = read_metadata(onnx_model_config(cfg).onnx_file)['classes']
     else:
         if trust_checkpoint:
             checkpoint_io.trust_checkpoint(cfg.load_from)

@@ -71,15 +71,18 @@ def split_samples(cfg: Config, split: str, count: int, classes: Sequence[str],
     return [dataset[int(index)] for index in picked]
 
 
-def first_split_with_images(cfg: Config, splits: Sequence[str], classes) -> Optional[str]:
-    """The first of ``splits`` whose folder holds images."""
+def first_split_samples(cfg: Config, splits: Sequence[str], count: int,
+                        classes) -> tuple:
+    """``(split, samples)``: :func:`split_samples` of the first of ``splits`` whose folder
+    holds images, ``(None, [])`` when none does."""
     for split in splits:
         try:
-            if split_samples(cfg, split, 1, classes):
-                return split
+            samples = split_samples(cfg, split, count, classes)
         except (DatasetError, FileNotFoundError, KeyError):
             continue
-    return None
+        if samples:
+            return split, samples
+    return None, []
 
 
 def batches_of(samples: list, batch_size: int) -> Iterator[dict]:
@@ -142,11 +145,10 @@ def _write_metadata(path: str, metadata: dict) -> None:
     onnx.save(model, path)
 
 
-def export_fp32(model: nn.Module, out_file: str, height: int, width: int,
-                temperature: Optional[float], opset: Optional[int]) -> None:
+def export_fp32(wrapper: ExportableClassifier, out_file: str, height: int, width: int,
+                opset: Optional[int]) -> None:
     """``torch.onnx.export`` (torch.export based) with a dynamic batch, one self-contained
     file."""
-    wrapper = ExportableClassifier(model, temperature).eval()
     example = torch.zeros(2, 3, height, width, dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's progress and deprecation notes
@@ -184,11 +186,10 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     if not classes:
         raise CheckpointError(f'{checkpoint!r} records no class names (meta.dataset_meta.'
                               'classes); export a checkpoint written by tools/train.py.')
-    check_split = first_split_with_images(cfg, ('val', 'train'), classes)
+    check_split, samples = first_split_samples(cfg, ('val', 'train'), check_images, classes)
     if check_split is None:
         raise DatasetError(f'No val or train images under {cfg.get("data_root")!r} to check '
                            'the export on; pass --data-root DATA_ROOT.')
-    samples = split_samples(cfg, check_split, check_images, classes)
     height, width = samples[0]['inputs'].shape[1:]
     out_file = osp.abspath(out_file)
     os.makedirs(osp.dirname(out_file), exist_ok=True)
@@ -198,11 +199,12 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     partial = out_file + '.partial'
     try:
         with output_errors(out_file):
-            export_fp32(model, partial, height, width, temperature, opset)
+            wrapper = ExportableClassifier(model, temperature).eval()
+            export_fp32(wrapper, partial, height, width, opset)
             pipeline = cfg.test_dataloader.dataset.pipeline
             metadata = build_metadata(
-                classes, height, width, pipeline, mean=model.data_preprocessor.mean.flatten(),
-                std=model.data_preprocessor.std.flatten(), temperature=temperature,
+                classes, height, width, pipeline, mean=wrapper.mean.flatten(),
+                std=wrapper.std.flatten(), temperature=temperature,
                 source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)),
                 review=review)
             _write_metadata(partial, metadata)

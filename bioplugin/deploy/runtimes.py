@@ -80,17 +80,28 @@ def _onnx_metadata(path: str) -> dict:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+def _check_file(path: str) -> None:
+    if not osp.isfile(path):
+        raise CheckpointError(f'ONNX file {path!r} does not exist.')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'{path!r} is empty (an interrupted export?); export it again '
+                              'with tools/deploy/export_onnx.py.')
+
+
+def read_metadata(path: str) -> dict:
+    """The bioplugin metadata of ``path`` without building a session (no graph
+    optimisation, no weight copies)."""
+    _check_file(path)
+    return parse_metadata(_onnx_metadata(path), path)
+
+
 def open_runtime(path: str, backend: str = 'onnxruntime', threads: Optional[int] = None,
                  device: str = 'cpu'):
     """A session over ``path`` with ``.metadata`` and ``.run(images) -> logits``."""
     if backend not in BACKENDS:
         raise ConfigError(f'Unknown ONNX backend {backend!r}; choose one of '
                           f'{", ".join(BACKENDS)}.')
-    if not osp.isfile(path):
-        raise CheckpointError(f'ONNX file {path!r} does not exist.')
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f'{path!r} is empty (an interrupted export?); export it again '
-                              'with tools/deploy/export_onnx.py.')
+    _check_file(path)
     session_type = OnnxRuntimeSession if backend == 'onnxruntime' else OpenVinoSession
     return session_type(path, threads, device)
 
