@@ -8,7 +8,7 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.analysis import explain_predictions, save_figure
-from bioplugin.apis import BioClassifier, evaluate_split, load_config
+from bioplugin.apis import BioClassifier, evaluate, load_config
 from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
 
 
@@ -26,18 +26,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        classifier = BioClassifier(load_config(args.config, args.cfg_options,
-                                               data_root=args.data_root),
-                                   args.checkpoint, device=args.device,
+        cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
+        classifier = BioClassifier(cfg, args.checkpoint, device=args.device,
                                    trust_checkpoint=args.trust_checkpoint)
+        out = args.out or osp.join(osp.dirname(classifier.checkpoint_path), 'analysis',
+                                   'gradcam.png')
         if args.images:
             predictions = classifier.predict(args.images)
             predictions['image_path'] = args.images
             predictions['gt_label'] = '?'
         else:
-            _, predictions = evaluate_split(classifier, 'val')
-        out = args.out or osp.join(osp.dirname(classifier.checkpoint_path), 'analysis',
-                                   'gradcam.png')
+            predictions = evaluate(cfg, classifier.checkpoint_path, 'val',
+                                   out_dir=osp.dirname(osp.abspath(out)),
+                                   trust_checkpoint=args.trust_checkpoint)['predictions']
         save_figure(explain_predictions(classifier, predictions, args.count), out)
         print(f'Grad-CAM grid: {out}')
         return 0
