@@ -93,8 +93,10 @@ def test_fp32_onnx_logits_match_pytorch(exported, tmp_path):
 def test_dynamic_batch(exported):
     session = onnxruntime.InferenceSession(exported['fp32'], providers=['CPUExecutionProvider'])
     for size in (1, 5):
-        logits, scores = session.run(None, {'image': np.zeros((size, 3, 224, 224), np.uint8)})
+        logits, scores, features = session.run(
+            None, {'image': np.zeros((size, 3, 224, 224), np.uint8)})
         assert logits.shape == (size, 3) and np.allclose(scores.sum(1), 1, atol=1e-5)
+        assert features.shape == (size, 16)  # the tiny head's hidden width
 
 
 def read_csv(path):
@@ -273,3 +275,26 @@ def test_openvino_backend(exported, tmp_path):
 def test_unknown_backend(exported, tmp_path):
     with pytest.raises(ConfigError, match='Unknown ONNX backend'):
         BioClassifier(tiny_config(tmp_path), exported['fp32'], backend='tensorrt')
+
+
+def test_int8_weights_are_7_bit_where_the_cpu_lacks_vnni():
+    from bioplugin.deploy.quantization import lacks_vnni
+    assert lacks_vnni({'sse2', 'avx2', 'fma'})
+    assert not lacks_vnni({'sse2', 'avx2', 'avx512f', 'avx512_vnni'})
+    assert not lacks_vnni({'sse2', 'avx2', 'avx_vnni'})
+    assert not lacks_vnni({'fp', 'asimd', 'asimddp'})  # Arm: no such saturation
+
+
+def test_int8_keeps_what_follows_the_features_in_float(exported):
+    from bioplugin.deploy.quantization import downstream_nodes
+    graph = onnx.load(exported['fp32']).graph
+    kept = downstream_nodes(graph, ['features'])
+    kinds = {node.op_type for node in graph.node if node.name in kept}
+    assert {'Gemm', 'Softmax'} <= kinds or {'MatMul', 'Softmax'} <= kinds, kinds
+    quantized = {node.name for node in onnx.load(exported['int8']).graph.node
+                 if node.op_type == 'DequantizeLinear'}
+    assert quantized  # the backbone is int8
+    int8_graph = onnx.load(exported['int8']).graph
+    fed_by_dequantize = {name for node in int8_graph.node if node.name in kept
+                         for name in node.input if name.endswith('_DequantizeLinear_Output')}
+    assert not fed_by_dequantize  # the last Linear layer reads float tensors

@@ -30,7 +30,8 @@ def trained12(tmp_path_factory):
     result = run_tool(osp.join('tools', 'train.py'), TINY_CONFIG, '--data-root', data,
                       '--work-dir', work_dir, '--cfg-options', 'model.head.num_classes=12')
     assert result.returncode == 0, result.stderr[-3000:]
-    best = [name for name in os.listdir(work_dir) if name.startswith('best_')][0]
+    best = [name for name in os.listdir(work_dir)
+            if name.startswith('best_') and name.endswith('.pth')][0]
     options = ['--data-root', data, '--cfg-options', 'model.head.num_classes=12']
     return dict(data=data, work_dir=work_dir, checkpoint=osp.join(work_dir, 'epoch_2.pth'),
                 best=osp.join(work_dir, best), options=options, tmp=tmp,

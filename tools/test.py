@@ -62,6 +62,9 @@ def parse_args(argv=None):
     parser.add_argument('--confident-threshold', type=float, default=0.9,
                         help='probability a rank needs to be the confident_rank (default: '
                         '%(default)s)')
+    parser.add_argument('--unknown-label', metavar='NAME',
+                        help='write NAME as pred_label of the images flagged unknown (not '
+                        'one of the classes; threshold from tools/analysis/calibrate.py)')
     parser.add_argument('--raw-scores', action='store_true',
                         help="the model's own scores, without the calibration temperature of "
                         'tools/analysis/calibrate.py')
@@ -94,7 +97,8 @@ def main(argv=None) -> int:
             full_name=args.full_name, precision=precision_choice(args),
             batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher,
             backend=args.backend, raw_scores=args.raw_scores, review_csv=args.review_csv,
-            taxonomy=args.taxonomy, confident_threshold=args.confident_threshold)
+            taxonomy=args.taxonomy, confident_threshold=args.confident_threshold,
+            unknown_label=args.unknown_label)
         runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0
@@ -119,6 +123,13 @@ def main(argv=None) -> int:
         if writer.temperature:
             print(f'Scores calibrated with temperature {writer.temperature:.3f} '
                   '(tools/analysis/calibrate.py; --raw-scores for the model\'s own)')
+        if 'unknown' in frame:
+            print(f"{int(frame['unknown'].sum())} of {len(frame)} images flagged unknown (not "
+                  f'one of the classes; unknown_score above {writer.unknown_threshold:.3f})')
+        elif args.unknown_label:
+            print(f'warning: no unknown threshold for {model_file(cfg)} (run '
+                  'tools/analysis/calibrate.py on a val split of 20 images or more); '
+                  '--unknown-label was not used', file=sys.stderr)
         report_unreadable(frame)
         return 0
 

@@ -13,6 +13,7 @@ from mmengine.config import Config
 from ..apis import evaluate, load_config
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..evaluation.calibration import apply_temperature, calibrate, save_calibration
+from ..evaluation.open_set import KNOWN_RATE, NEIGHBOURS, fit_open_set, save_feature_bank
 from ..evaluation.review import TARGET_PRECISION, choose_thresholds
 from .plots import plot_reliability, save_figure
 from .report import work_dir_config
@@ -20,18 +21,22 @@ from .report import work_dir_config
 
 def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
                          folds: int = 2, target_precision: float = TARGET_PRECISION,
-                         trust_checkpoint: bool = False) -> dict:
+                         trust_checkpoint: bool = False, open_set: bool = True,
+                         known_rate: float = KNOWN_RATE, neighbours: int = NEIGHBOURS) -> dict:
     """Evaluate ``checkpoint`` (a file or a work dir) on val with its raw scores, fit the
     temperature, store it as ``<checkpoint>.calibration.json`` (read by ``tools/test.py``,
     ``BioClassifier`` and the ONNX export) with the review thresholds at
     ``target_precision`` chosen on the calibrated val scores, and draw the reliability
-    diagram. Returns the calibration record with ``file`` and ``figure`` added."""
+    diagram. With ``open_set`` it also computes the training images' features once
+    (``<checkpoint>.features.npz``) and the unknown threshold that passes ``known_rate`` of
+    the val images (:mod:`~bioplugin.evaluation.open_set`). Returns the calibration record
+    with ``file`` and ``figure`` added."""
     cfg = config if isinstance(config, Config) else load_config(config)
     checkpoint = resolve_checkpoint(checkpoint)
     out_dir = out_dir or osp.join(osp.dirname(osp.abspath(checkpoint)), 'calibration')
     os.makedirs(out_dir, exist_ok=True)
     evaluation = evaluate(cfg, checkpoint, 'val', trust_checkpoint=trust_checkpoint,
-                          raw_scores=True, out_dir=out_dir)
+                          raw_scores=True, unknown=False, out_dir=out_dir)
     scores, labels = evaluation['scores'], evaluation['gt_labels']
     readable = ~np.isnan(scores).any(1)
     record = calibrate(scores[readable], labels[readable], len(evaluation['classes']),
@@ -40,12 +45,36 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
     record['review'] = choose_thresholds(calibrated, labels[readable], evaluation['classes'],
                                          target_precision)
     record['warnings'] += record['review']['warnings']
+    if open_set:
+        record['open_set'] = fit_unknown_threshold(cfg, checkpoint, evaluation, readable,
+                                                   out_dir, trust_checkpoint, known_rate,
+                                                   neighbours)
+        record['warnings'] += record['open_set']['warnings']
     record['file'] = save_calibration(checkpoint, record)
     if record['images']:
         record['figure'] = save_figure(
             plot_reliability(record['reliability_before'], record['reliability_after'],
                              record['before'], record['after']),
             osp.join(out_dir, 'reliability.png'))
+    return record
+
+
+def fit_unknown_threshold(cfg: Config, checkpoint: str, val: dict, readable: np.ndarray,
+                          out_dir: str, trust_checkpoint: bool, known_rate: float,
+                          neighbours: int) -> dict:
+    """The ``open_set`` record: the training features (the train split through the test
+    pipeline, saved beside the checkpoint) and the threshold fitted on ``val``."""
+    if val['features'] is None:
+        return dict(threshold=None, warnings=[
+            "the model's head gives no features (use BioClsHead): no unknown flag"])
+    train = evaluate(cfg, checkpoint, 'train', trust_checkpoint=trust_checkpoint,
+                     raw_scores=True, unknown=False, out_dir=out_dir)
+    usable = ~np.isnan(train['scores']).any(1)
+    bank = train['features'][usable]
+    record = fit_open_set(val['logits'][readable], val['features'][readable], bank,
+                          k=neighbours, known_rate=known_rate)
+    record['feature_bank'] = osp.basename(
+        save_feature_bank(checkpoint, bank, train['gt_labels'][usable]))
     return record
 
 
@@ -79,5 +108,11 @@ def format_calibration(record: dict) -> str:
             f"({review['global_threshold']:.3f}); {review['coverage']:.0%} of val "
             'auto-accepted' + (f", {review['precision']:.1%} of them right"
                                if review['precision'] is not None else ''))
+    open_set = record.get('open_set') or {}
+    if open_set.get('threshold') is not None:
+        lines.append(
+            f"unknown threshold {open_set['threshold']:.3f}: {open_set['val_known_rate']:.0%} "
+            f"of val pass as known (energy + {open_set['k']}-NN distance to "
+            f"{open_set['bank_images']} training images)")
     lines += [f'warning: {warning}' for warning in record['warnings']]
     return '\n'.join(lines)

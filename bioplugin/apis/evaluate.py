@@ -39,7 +39,8 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       launcher: str = 'none', out_dir: Optional[str] = None,
                       backend: str = 'onnxruntime', raw_scores: bool = False,
                       review_csv: Optional[str] = None, taxonomy: Optional[str] = None,
-                      confident_threshold: float = 0.9) -> Config:
+                      confident_threshold: float = 0.9, unknown: bool = True,
+                      unknown_label: Optional[str] = None) -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
 
@@ -48,7 +49,9 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
     Scores carry the checkpoint's calibration temperature (the ONNX file's) unless
     ``raw_scores``, and then a ``decision`` column; ``review_csv`` also writes the rows to
     review, least certain first. ``taxonomy`` adds the rolled-up ranks (and their accuracy on
-    a labeled split), ``confident_rank`` at ``confident_threshold``.
+    a labeled split), ``confident_rank`` at ``confident_threshold``. With the checkpoint's
+    open-set threshold (``tools/analysis/calibrate.py``) ``unknown`` adds the ``unknown`` /
+    ``unknown_score`` columns; ``unknown_label`` is then written as their ``pred_label``.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -77,6 +80,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
         review_file=osp.abspath(review_csv) if review_csv else None,
         taxonomy=osp.abspath(taxonomy) if taxonomy else None,
         confident_threshold=confident_threshold,
+        unknown='auto' if unknown else None, unknown_label=unknown_label,
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
     if precision is not None:
@@ -162,7 +166,8 @@ def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[
     """Evaluate ``checkpoint`` on ``split``, the Python side of ``tools/test.py CONFIG
     CHECKPOINT``; ``options`` as :func:`build_test_config` takes them. Returns ``metrics``,
     ``predictions`` (the per-image table), ``scores`` (every class's probability) and
-    ``gt_labels`` (indices, labeled splits), the ``temperature`` applied, ``classes``,
+    ``gt_labels`` (indices, labeled splits), ``logits`` and head ``features`` (None unless the
+    head gives them), the ``temperature`` applied, ``classes``,
     ``checkpoint`` and the files written (``metrics_file``, ``predictions_file``)."""
     cfg = config if isinstance(config, Config) else load_config(config, cfg_options,
                                                                 data_root=data_root)
@@ -170,8 +175,9 @@ def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[
     runner, metrics = run_test(cfg, trust_checkpoint)
     writer = prediction_writer(runner)
     return dict(metrics=metrics, predictions=writer.frame, scores=writer.scores,
-                gt_labels=writer.gt_labels, temperature=writer.temperature,
+                gt_labels=writer.gt_labels, logits=writer.logits, features=writer.features, temperature=writer.temperature,
                 classes=list(writer.dataset_meta['classes']),
                 checkpoint=model_file(cfg),
-                metrics_file=writer.output_path(cfg.test_evaluator.metrics_file),
+                metrics_file=(writer.output_path(cfg.test_evaluator.metrics_file)
+                              if cfg.test_evaluator.metrics_file else None),
                 predictions_file=writer.output_path(cfg.test_evaluator.out_file))

@@ -22,6 +22,7 @@ from ..deploy.onnx_classifier import OnnxClassifier
 from ..deploy.runtimes import is_onnx_file
 from ..errors import ConfigError, DatasetError
 from ..evaluation.calibration import apply_temperature, read_calibration
+from ..evaluation.open_set import OpenSetDetector, add_unknown_columns, unknown_scores
 from ..evaluation.review import decisions
 from ..evaluation.taxonomy import CONFIDENT, add_rank_columns, read_taxonomy
 from ..evaluation.prediction_table import image_names, prediction_frame
@@ -60,7 +61,9 @@ class BioClassifier:
     (``tools/deploy/export_onnx.py``), run by ``backend`` (``'onnxruntime'`` or
     ``'openvino'``), with the class names of its metadata. Scores carry the checkpoint's
     calibration temperature (``tools/analysis/calibrate.py``; the ONNX file's own) unless
-    ``raw_scores=True``; ``classifier.temperature`` says which was applied.
+    ``raw_scores=True``; ``classifier.temperature`` says which was applied. With the
+    checkpoint's open-set threshold (``classifier.unknown_threshold``) the table gains
+    ``unknown`` / ``unknown_score`` columns (see ``tools/test.py --unknown-label``).
     """
 
     def __init__(self,
@@ -83,10 +86,12 @@ class BioClassifier:
         self.tta = tta
         self.temperature = None  # applied here; an ONNX model applies its own
         self.review = None  # thresholds of the decision column
+        self.open_set = None  # the unknown score of a PyTorch model; an ONNX one has its own
         if is_onnx_file(checkpoint):
             model = OnnxClassifier(checkpoint, backend=backend, raw_scores=raw_scores)
             self.classes = model.classes
             self.review = model.review
+            self.unknown_threshold = model.unknown_threshold
             self.precision = 'fp32'  # the runtime's own arithmetic, no autocast
         else:
             model, classes = load_trained_model(self.cfg, checkpoint)
@@ -99,10 +104,12 @@ class BioClassifier:
             self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
                                                self.device.type)
             model = prepare_for_inference(model, self.precision, self.device.type)
-            calibration = None if raw_scores else read_calibration(checkpoint)
-            if calibration:
+            calibration = read_calibration(checkpoint)
+            if calibration and not raw_scores:
                 self.temperature, self.review = (calibration['temperature'],
                                                  calibration.get('review'))
+            self.open_set = OpenSetDetector.from_checkpoint(checkpoint, calibration)
+            self.unknown_threshold = self.open_set.threshold if self.open_set else None
         if tta:
             model = MODELS.build(tta_model(self.cfg, model))
         self.model = model.to(self.device).eval()
@@ -120,17 +127,19 @@ class BioClassifier:
 
     @torch.no_grad()
     def _scores(self, images, batch_size, num_workers, progress):
-        """``(scores, {index: reason})`` for ``images``: see :meth:`predict_scores`."""
+        """``(scores, {index: reason}, unknown scores or None)`` for ``images``: see
+        :meth:`predict_scores`."""
         loader = DataLoader(ImageListDataset(images, self.pipeline_cfg), batch_size=batch_size,
                             num_workers=num_workers, collate_fn=default_collate,
                             worker_init_fn=single_threaded_opencv,
                             pin_memory=self.device.type == 'cuda')
         bar = ProgressBar(len(images)) if progress else None
-        scores, errors, done = [], {}, 0
+        scores, unknown, errors, done = [], [], {}, 0
         for batch in loader:
             with autocast(self.precision, self.device.type):
                 samples = self.model.test_step(batch)
             batch_scores = torch.stack([s.pred_score for s in samples]).float().cpu()
+            unknown.append(self._unknown_scores(samples))
             if self.temperature:
                 batch_scores = torch.from_numpy(apply_temperature(batch_scores.numpy(),
                                                                   self.temperature))
@@ -145,12 +154,31 @@ class BioClassifier:
         if bar:
             print()
         table = torch.cat(scores).numpy() if scores else np.zeros((0, len(self.classes)))
-        return table, errors
+        unknown = (np.concatenate(unknown) if unknown and all(u is not None for u in unknown)
+                   else None)
+        if unknown is not None:
+            unknown[list(errors)] = np.nan
+        return table, errors, unknown
+
+    def _unknown_scores(self, samples) -> Optional[np.ndarray]:
+        """The unknown score of each sample: from its logits and head feature, or as an ONNX
+        graph computed it; None without an open-set threshold."""
+        if self.unknown_threshold is None:
+            return None
+
+        def field(name):
+            values = [sample.get(name) for sample in samples]
+            return (None if any(value is None for value in values)
+                    else torch.stack(values).float().cpu().numpy())
+
+        return unknown_scores(self.open_set, field('pred_logits'), field('pred_feature'),
+                              field('pred_unknown_score'))
 
     def predict(self, inputs: Union[ImageInput, Sequence[ImageInput]], topk: int = 1,
                 batch_size: int = 32, num_workers: int = 0, progress: bool = False,
                 class_names: Optional[dict] = None, taxonomy: Optional[str] = None,
-                confident_threshold: float = CONFIDENT) -> pd.DataFrame:
+                confident_threshold: float = CONFIDENT,
+                unknown_label: Optional[str] = None) -> pd.DataFrame:
         """Predict a folder, an image path, an array, or a list of paths / arrays.
 
         Returns one row per image (input order; folders in natural file order) with
@@ -158,7 +186,9 @@ class BioClassifier:
         ``score`` and, for ``topk > 1``, the next best labels and scores. An image that
         cannot be read keeps its row, with an empty label and a ``status`` column saying why.
         With calibration thresholds a ``decision`` column follows; ``taxonomy`` (a CSV) adds
-        the rolled-up ranks and ``confident_rank`` (see ``tools/test.py --taxonomy``).
+        the rolled-up ranks and ``confident_rank`` (see ``tools/test.py --taxonomy``); with an
+        open-set threshold ``unknown`` / ``unknown_score`` columns, ``unknown_label`` as the
+        ``pred_label`` of unknown images.
         """
         if isinstance(inputs, str):
             images = list_images(inputs) if osp.isdir(inputs) else [inputs]
@@ -171,9 +201,11 @@ class BioClassifier:
                 raise DatasetError(f'Image {image!r} does not exist.')
         names = image_names([image if isinstance(image, str) else f'array_{i}'
                              for i, image in enumerate(images)])
-        scores, errors = self._scores(images, batch_size, num_workers, progress)
+        scores, errors, unknown = self._scores(images, batch_size, num_workers, progress)
         frame = prediction_frame(names, scores, self.classes, topk=topk,
                                  class_names=class_names, errors=errors)
+        if unknown is not None:
+            add_unknown_columns(frame, unknown, self.unknown_threshold, unknown_label)
         if taxonomy:
             add_rank_columns(frame, scores, read_taxonomy(taxonomy, self.classes),
                              confident_threshold)

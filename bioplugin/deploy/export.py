@@ -26,17 +26,32 @@ from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import CheckpointError, DatasetError
 from ..evaluation.calibration import read_calibration
 from ..fileio import output_errors
-from .metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, build_metadata, metadata_json
-from .quantization import quantize_int8
+from ..evaluation.open_set import OpenSetDetector
+from .metadata import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, UNKNOWN_OUTPUT, build_metadata,
+                       metadata_json)
+from .quantization import lacks_vnni, quantize_int8
 from .runtimes import open_runtime
 
 
-class ExportableClassifier(nn.Module):
-    """RGB ``uint8`` images ``(N, 3, H, W)`` → ``(logits, scores)``: the config's data
-    preprocessor's normalisation (and channel order), then the classifier; ``scores`` are
-    ``softmax(logits / temperature)``."""
+def logits_and_feature(classifier: nn.Module, inputs: torch.Tensor) -> tuple:
+    """``(logits, head feature)`` of normalised ``inputs`` (the head's ``pre_logits``)."""
+    feats = classifier.extract_feat(inputs)
+    head = classifier.head
+    if hasattr(head, 'logits_and_feature'):
+        return head.logits_and_feature(feats)
+    return head(feats), head.pre_logits(feats)
 
-    def __init__(self, classifier: nn.Module, temperature: Optional[float] = None):
+
+class ExportableClassifier(nn.Module):
+    """RGB ``uint8`` images ``(N, 3, H, W)`` → ``(logits, scores, features[,
+    unknown_score])``: the config's data preprocessor's normalisation (and channel order),
+    then the classifier; ``scores`` are ``softmax(logits / temperature)``, ``features`` the
+    head's; ``unknown_score`` (the checkpoint's
+    :class:`~bioplugin.evaluation.open_set.UnknownScore`, training features inside) is
+    added when one is given."""
+
+    def __init__(self, classifier: nn.Module, temperature: Optional[float] = None,
+                 unknown_score: Optional[nn.Module] = None):
         super().__init__()
         preprocessor = classifier.data_preprocessor
         self.classifier = classifier
@@ -48,13 +63,18 @@ class ExportableClassifier(nn.Module):
         self.register_buffer('std', preprocessor.std.clone() if normalize
                              else torch.ones(3, 1, 1))
         self.temperature = float(temperature or 1.0)
+        self.unknown_score = unknown_score
+        self.output_names = OUTPUT_NAMES + ((UNKNOWN_OUTPUT, ) if unknown_score else ())
 
     def forward(self, image: torch.Tensor):
         x = image.float()
         if self.flip_to_bgr:
             x = x.flip(1)
-        logits = self.classifier((x - self.mean) / self.std, mode='tensor')
-        return logits, torch.softmax(logits / self.temperature, dim=1)
+        logits, features = logits_and_feature(self.classifier, (x - self.mean) / self.std)
+        outputs = (logits, torch.softmax(logits / self.temperature, dim=1), features)
+        if self.unknown_score is not None:
+            outputs += (self.unknown_score(logits, features), )
+        return outputs
 
 
 def split_samples(cfg: Config, split: str, count: int, classes: Sequence[str],
@@ -141,20 +161,21 @@ def _write_metadata(path: str, metadata: dict) -> None:
     model.producer_name = 'bioplugin'
     model.doc_string = (f"{len(metadata['classes'])}-class specimen classifier; input "
                         f"{INPUT_NAME}: RGB uint8 (N, 3, {metadata['input']['height']}, "
-                        f"{metadata['input']['width']}); outputs logits, scores")
+                        f"{metadata['input']['width']}); outputs "
+                        + ', '.join(metadata['outputs']))
     onnx.save(model, path)
 
 
 def export_fp32(wrapper: ExportableClassifier, out_file: str, height: int, width: int,
                 opset: Optional[int]) -> None:
     """``torch.onnx.export`` (torch.export based) with a dynamic batch, one self-contained
-    file."""
+    file (the unknown score's training features included)."""
     example = torch.zeros(2, 3, height, width, dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's progress and deprecation notes
         torch.onnx.export(
             wrapper, (example, ), out_file, input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES), opset_version=opset, dynamo=True,
+            output_names=list(wrapper.output_names), opset_version=opset, dynamo=True,
             dynamic_shapes={'image': {0: torch.export.Dim('batch', min=1)}},
             external_data=False, verbose=False)
 
@@ -162,7 +183,7 @@ def export_fp32(wrapper: ExportableClassifier, out_file: str, height: int, width
 def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int] = None,
                 temperature: Optional[float] = None, check_images: int = 100,
                 tolerance: float = 1e-3, int8: bool = False, calibration_images: int = 300,
-                min_int8_agreement: float = 0.95, reduce_range: bool = False,
+                min_int8_agreement: float = 0.95, reduce_range: Optional[bool] = None,
                 calibration_method: str = 'minmax', batch_size: int = 8,
                 trust_checkpoint: bool = False, raw_scores: bool = False,
                 log: Callable[[str], None] = print) -> dict:
@@ -170,9 +191,12 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     the val split (else train) against PyTorch; with ``int8`` also write
     ``<out_file stem>_int8.onnx`` calibrated on ``calibration_images`` training images and
     check it against the fp32 file. ``temperature`` (default: the checkpoint's calibration,
-    none with ``raw_scores``) goes into the ``scores`` output and the metadata. Returns the
-    report: files, the checks, and ``passed``
-    (logits within ``tolerance``; int8 top-1 agreement at least ``min_int8_agreement``)."""
+    none with ``raw_scores``) goes into the ``scores`` output and the metadata; the
+    checkpoint's open-set threshold and training features make an ``unknown_score`` output.
+    Returns the report: files, the checks, and ``passed`` (logits within ``tolerance``; int8
+    top-1 agreement at least ``min_int8_agreement``).
+    ``reduce_range`` (7-bit int8 weights) defaults to this CPU's need: on where it lacks VNNI,
+    as the file's check runs here (a file for such CPUs needs it wherever it is made)."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     checkpoint = resolve_checkpoint(checkpoint)
     if trust_checkpoint:
@@ -180,8 +204,9 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     model, classes = load_trained_model(cfg, checkpoint)
     model.eval()
     review = None
-    calibration = None if raw_scores or temperature is not None else read_calibration(checkpoint)
-    if calibration:
+    calibration = read_calibration(checkpoint)
+    open_set = OpenSetDetector.from_checkpoint(checkpoint, calibration)
+    if calibration and not raw_scores and temperature is None:
         temperature, review = calibration['temperature'], calibration.get('review')
     if not classes:
         raise CheckpointError(f'{checkpoint!r} records no class names (meta.dataset_meta.'
@@ -199,14 +224,16 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     partial = out_file + '.partial'
     try:
         with output_errors(out_file):
-            wrapper = ExportableClassifier(model, temperature).eval()
+            wrapper = ExportableClassifier(model, temperature,
+                                           open_set.module if open_set else None).eval()
             export_fp32(wrapper, partial, height, width, opset)
             pipeline = cfg.test_dataloader.dataset.pipeline
             metadata = build_metadata(
                 classes, height, width, pipeline, mean=wrapper.mean.flatten(),
                 std=wrapper.std.flatten(), temperature=temperature,
                 source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)),
-                review=review)
+                review=review, outputs=wrapper.output_names,
+                open_set=open_set.record if open_set else None)
             _write_metadata(partial, metadata)
             os.replace(partial, out_file)
     finally:
@@ -227,6 +254,8 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     passed = check['passed']
 
     if int8:
+        if reduce_range is None:
+            reduce_range = lacks_vnni()
         stem, _ = osp.splitext(out_file)
         int8_file = report['int8_file'] = f'{stem}_int8.onnx'
         calibration = int8_calibration_samples(cfg, classes, calibration_images)
@@ -239,8 +268,9 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
                 format='QDQ', weights='int8 per channel', activations='uint8',
                 calibration=f'{calibration_method} on {len(calibration)} train images',
                 reduce_range=reduce_range)))
-        log(f'Quantized to {int8_file} (int8, {osp.getsize(int8_file) / 2**20:.1f} MiB) on '
-            f'{len(calibration)} training images in {time.perf_counter() - start:.0f} s')
+        log(f'Quantized to {int8_file} (int8, {osp.getsize(int8_file) / 2**20:.1f} MiB, '
+            f"{'7' if reduce_range else '8'}-bit weights) on {len(calibration)} training "
+            f'images in {time.perf_counter() - start:.0f} s')
         quantized = open_runtime(int8_file)
         check8 = compare(lambda batch: fp32.run(rgb_uint8(batch)),
                          lambda batch: quantized.run(rgb_uint8(batch)), samples, batch_size)

@@ -10,7 +10,9 @@ with only ONNX Runtime and numpy can prepare images and name its predictions::
 
 The graph takes ``input`` = RGB ``uint8`` images, ``(N, 3, height, width)``, already resized
 and cropped as ``preprocessing`` lists; the normalisation is inside the graph. It returns
-``logits`` and ``scores`` (``softmax(logits / temperature)``).
+``logits``, ``scores`` (``softmax(logits / temperature)``) and the head's ``features``; a
+checkpoint calibrated with its training features also gives ``unknown_score``, above
+``meta['open_set']['threshold']`` for an image that is not one of the classes.
 """
 import json
 import warnings
@@ -21,7 +23,8 @@ from ..errors import CheckpointError
 METADATA_KEY = 'bioplugin'
 FORMAT_VERSION = 1
 INPUT_NAME = 'image'
-OUTPUT_NAMES = ('logits', 'scores')
+OUTPUT_NAMES = ('logits', 'scores', 'features')
+UNKNOWN_OUTPUT = 'unknown_score'
 # pipeline steps that decode or pack an image and need no description
 _LOADING_STEPS = {'BioLoadImage', 'LoadImageFromFile', 'PackInputs'}
 
@@ -63,7 +66,9 @@ def describe_preprocessing(pipeline: Sequence[dict]) -> tuple:
 def build_metadata(classes: Sequence[str], height: int, width: int, pipeline: Sequence[dict],
                    mean: Sequence[float], std: Sequence[float],
                    temperature: Optional[float] = None, precision: str = 'fp32',
-                   source: Optional[dict] = None, review: Optional[dict] = None) -> dict:
+                   source: Optional[dict] = None, review: Optional[dict] = None,
+                   outputs: Sequence[str] = OUTPUT_NAMES,
+                   open_set: Optional[dict] = None) -> dict:
     """The metadata dict of an export (see the module docstring)."""
     from .. import __version__
     steps, reproducible = describe_preprocessing(pipeline)
@@ -71,12 +76,14 @@ def build_metadata(classes: Sequence[str], height: int, width: int, pipeline: Se
         format=FORMAT_VERSION, producer=f'bioplugin {__version__}', classes=list(classes),
         input=dict(name=INPUT_NAME, dtype='uint8', layout='NCHW', color='RGB',
                    height=int(height), width=int(width)),
-        outputs=list(OUTPUT_NAMES), preprocessing=steps,
+        outputs=list(outputs), preprocessing=steps,
         preprocessing_complete=reproducible,
         normalization=dict(mean=[float(v) for v in mean], std=[float(v) for v in std],
                            where='inside the graph, on RGB values 0-255'),
         temperature=float(temperature) if temperature else 1.0, precision=precision,
-        source=dict(source or {}), review=review)
+        source=dict(source or {}), review=review,
+        open_set=None if open_set is None else {
+            key: open_set[key] for key in ('threshold', 'known_rate', 'k', 'bank_images')})
 
 
 def metadata_json(metadata: dict) -> str:

@@ -16,6 +16,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..errors import ConfigError
+from .metadata import UNKNOWN_OUTPUT
 from .runtimes import open_runtime
 
 
@@ -27,7 +28,8 @@ class OnnxClassifier(BaseModel):
     preprocessor; a ``mean`` / ``std`` given to it is ignored (the normalisation is inside
     the graph). ``classes`` and the
     calibration ``temperature`` come from the file's metadata; ``raw_scores=True`` ignores
-    the temperature.
+    the temperature. A file with an ``unknown_score`` output (and its threshold in the
+    metadata) also gives each sample ``pred_unknown_score``.
     """
 
     def __init__(self,
@@ -50,6 +52,11 @@ class OnnxClassifier(BaseModel):
         # review thresholds hold for the calibrated scores only
         self.review = None if raw_scores else self.metadata.get('review')
         self.input_size = (self.metadata['input']['height'], self.metadata['input']['width'])
+        open_set = self.metadata.get('open_set') or {}
+        self.unknown_threshold = (open_set.get('threshold') if UNKNOWN_OUTPUT in
+                                  self.metadata.get('outputs', ()) else None)
+        self.outputs = ['logits'] + ([UNKNOWN_OUTPUT] if self.unknown_threshold is not None
+                                     else [])
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
                 mode: str = 'predict'):
@@ -62,9 +69,15 @@ class OnnxClassifier(BaseModel):
                 f'the test pipeline gives {inputs.shape[2]}x{inputs.shape[3]}; use the config '
                 'it was exported with.')
         images = inputs.round().clamp_(0, 255).to(torch.uint8).contiguous().numpy()
-        logits = torch.from_numpy(self.runtime.run(images)).float()
+        outputs = [torch.from_numpy(output).float()
+                   for output in self.runtime.run_outputs(images, self.outputs)]
+        logits = outputs[0]
         scores = F.softmax(logits / self.temperature, dim=1)
         labels = scores.argmax(dim=1, keepdim=True)
         samples = data_samples or [DataSample() for _ in range(len(scores))]
-        return [sample.set_pred_score(score).set_pred_label(label)
-                for sample, score, label in zip(samples, scores, labels)]
+        for sample, score, label in zip(samples, scores, labels):
+            sample.set_pred_score(score).set_pred_label(label)
+        if len(outputs) > 1:
+            for sample, unknown_score in zip(samples, outputs[1]):
+                sample.set_field(unknown_score, 'pred_unknown_score', dtype=torch.Tensor)
+        return samples

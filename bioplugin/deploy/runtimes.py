@@ -5,7 +5,7 @@ the bioplugin metadata is read from the file in either case.
 """
 import os
 import os.path as osp
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +44,9 @@ class OnnxRuntimeSession:
     def run(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(['logits'], {INPUT_NAME: images})[0]
 
+    def run_outputs(self, images: np.ndarray, names: Sequence[str]) -> List[np.ndarray]:
+        return self.session.run(list(names), {INPUT_NAME: images})
+
 
 class OpenVinoSession:
     """The same ONNX file compiled by OpenVINO for the CPU (``pip install openvino``)."""
@@ -64,11 +67,14 @@ class OpenVinoSession:
         config = {'INFERENCE_NUM_THREADS': threads} if threads else {}
         self.compiled = core.compile_model(model, 'CPU', config)
         self.request = self.compiled.create_infer_request()
-        self.logits = self.compiled.output('logits')
         self.metadata = parse_metadata(_onnx_metadata(path), path)
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.request.infer({INPUT_NAME: images})[self.logits])
+        return self.run_outputs(images, ['logits'])[0]
+
+    def run_outputs(self, images: np.ndarray, names: Sequence[str]) -> List[np.ndarray]:
+        results = self.request.infer({INPUT_NAME: images})
+        return [np.asarray(results[self.compiled.output(name)]) for name in names]
 
 
 def _onnx_metadata(path: str) -> dict:
@@ -97,7 +103,8 @@ def read_metadata(path: str) -> dict:
 
 def open_runtime(path: str, backend: str = 'onnxruntime', threads: Optional[int] = None,
                  device: str = 'cpu'):
-    """A session over ``path`` with ``.metadata`` and ``.run(images) -> logits``."""
+    """A session over ``path`` with ``.metadata``, ``.run(images) -> logits`` and
+    ``.run_outputs(images, names) -> [arrays]``."""
     if backend not in BACKENDS:
         raise ConfigError(f'Unknown ONNX backend {backend!r}; choose one of '
                           f'{", ".join(BACKENDS)}.')

@@ -52,7 +52,7 @@ def fit_temperature(scores: np.ndarray, labels: Sequence[int]) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_t.exp().clamp(0.05, 100.0))
+    return float(log_t.detach().exp().clamp(0.05, 100.0))
 
 
 def reliability(scores: np.ndarray, labels: Sequence[int], bins: int = ECE_BINS) -> dict:

@@ -24,6 +24,7 @@ from mmpretrain.registry import METRICS
 from ..errors import ConfigError
 from ..models.builder import bare_model
 from .calibration import apply_temperature, read_calibration
+from .open_set import OpenSetDetector, add_unknown_columns, unknown_scores
 from .review import decisions, review_queue
 from .taxonomy import CONFIDENT, add_rank_columns, rank_accuracy, read_taxonomy
 from .metrics_report import compute_metrics, save_metrics_json
@@ -52,6 +53,9 @@ class PredictionWriter(BaseMetric):
     ``taxonomy`` (a CSV, see :mod:`~bioplugin.evaluation.taxonomy`) adds ``<rank>_label``,
     ``<rank>_score`` and ``confident_rank`` (``confident_threshold``) columns and, on a
     labeled split, the top-1 accuracy of every rank (``taxonomy/<rank>_top1``).
+    ``unknown='auto'`` adds ``unknown`` / ``unknown_score`` columns from the checkpoint's
+    open-set threshold (:mod:`~bioplugin.evaluation.open_set`; an unknown image is always
+    ``review``), ``unknown_label`` writes that name as its ``pred_label``.
     """
 
     def __init__(self,
@@ -68,6 +72,8 @@ class PredictionWriter(BaseMetric):
                  review_file: Optional[str] = None,
                  taxonomy: Optional[str] = None,
                  confident_threshold: float = CONFIDENT,
+                 unknown: Optional[str] = 'auto',
+                 unknown_label: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
@@ -92,19 +98,33 @@ class PredictionWriter(BaseMetric):
         self.review_file = review_file
         self.taxonomy = taxonomy
         self.confident_threshold = confident_threshold
+        if unknown not in ('auto', None):
+            raise ConfigError(f"unknown={unknown!r}: use 'auto' or None.")
+        self.unknown_option = unknown
+        self.unknown_label = unknown_label
+        self.open_set: Optional[OpenSetDetector] = None
+        self.unknown_threshold: Optional[float] = None
         self.work_dir = '.'
         self.run_info: dict = {}
         self.frame: Optional[pd.DataFrame] = None  # the last table, in the main process
         self.scores: Optional[np.ndarray] = None  # its class probabilities
         self.gt_labels: Optional[np.ndarray] = None  # and labels, on a labeled split
+        self.logits: Optional[np.ndarray] = None  # raw logits and head features, when the
+        self.features: Optional[np.ndarray] = None  # model gives them (BioClsHead does)
 
     def attach(self, runner) -> None:
         """Write into the runner's work dir and record what was evaluated."""
         self.work_dir = runner.work_dir
         model = bare_model(runner.model)
         model_file = runner.cfg.get('load_from') or getattr(model, 'onnx_file', None)
+        calibration = read_calibration(runner.cfg.get('load_from')) or {}
+        if self.unknown_option == 'auto':
+            self.open_set = OpenSetDetector.from_checkpoint(runner.cfg.get('load_from'),
+                                                            calibration)
+            # an ONNX file computes the score in its graph and names the threshold
+            self.unknown_threshold = (self.open_set.threshold if self.open_set
+                                      else getattr(model, 'unknown_threshold', None))
         if self.temperature_option == 'auto':
-            calibration = read_calibration(runner.cfg.get('load_from')) or {}
             self.temperature = calibration.get('temperature')
             if self.review_option == 'auto':
                 # thresholds hold for calibrated scores: the checkpoint's, or the ONNX file's
@@ -120,6 +140,9 @@ class PredictionWriter(BaseMetric):
                 index=sample.get('sample_idx'), img_path=sample['img_path'],
                 image_name=sample.get('image_name'), load_error=sample.get('load_error'),
                 score=sample['pred_score'].float().cpu().numpy(),
+                logits=_numpy(sample.get('pred_logits')),
+                feature=_numpy(sample.get('pred_feature')),
+                unknown_score=_numpy(sample.get('pred_unknown_score')),
                 gt_label=None if gt_label is None else int(gt_label[0])))
 
     def compute_metrics(self, results: list) -> dict:
@@ -155,6 +178,9 @@ class PredictionWriter(BaseMetric):
             if labeled:
                 metrics.update({f'taxonomy/{key}': value for key, value in rank_accuracy(
                     scores[~failed], gt_labels[~failed], taxonomy).items()})
+        self.logits, self.features = (_stack(results, 'logits'), _stack(results, 'feature'))
+        if self.unknown_threshold is not None:
+            self.add_unknown(frame, results, failed)
         decision = decisions(frame, self.review)
         if decision is not None:
             frame['decision'] = decision
@@ -171,5 +197,27 @@ class PredictionWriter(BaseMetric):
                 classes=classes, **self.run_info, time=time.strftime('%Y-%m-%d %H:%M:%S'))
         return metrics
 
+    def add_unknown(self, frame: pd.DataFrame, results: list, failed: np.ndarray) -> None:
+        """The ``unknown`` columns, from the model's logits and features (or the score an
+        ONNX graph computed)."""
+        scores = unknown_scores(self.open_set, self.logits, self.features,
+                                _stack(results, 'unknown_score'))
+        if scores is None:
+            return
+        scores = np.asarray(scores, np.float64)
+        scores[failed] = np.nan
+        add_unknown_columns(frame, scores, self.unknown_threshold, self.unknown_label)
+
     def output_path(self, path: str) -> str:
         return path if osp.isabs(path) else osp.join(self.work_dir, path)
+
+
+def _numpy(value) -> Optional[np.ndarray]:
+    return None if value is None else value.float().cpu().numpy()
+
+
+def _stack(results: list, key: str) -> Optional[np.ndarray]:
+    """The ``key`` arrays of every result stacked, or None unless every result has one."""
+    if not results or any(result[key] is None for result in results):
+        return None
+    return np.stack([result[key] for result in results])

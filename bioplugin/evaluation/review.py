@@ -3,7 +3,7 @@
 Thresholds are chosen on the labeled val split from calibrated scores: for the predicted
 class when val holds enough images predicted as it (per class), else one global threshold.
 A prediction whose top-1 score reaches its class's threshold is ``accept``, any other (and
-every unreadable image) ``review``.
+every unreadable or unknown image) ``review``.
 """
 from typing import Dict, Optional, Sequence
 
@@ -61,7 +61,8 @@ def choose_thresholds(scores: np.ndarray, labels: Sequence[int], classes: Sequen
 
 def decisions(frame: pd.DataFrame, review: Optional[dict]) -> Optional[pd.Series]:
     """``accept`` / ``review`` per row of a prediction table (``pred_label``, ``score``,
-    optional ``status``), or None without thresholds."""
+    optional ``status`` and ``unknown``: an unknown image is reviewed whatever its score), or
+    None without thresholds."""
     if not review:
         return None
     thresholds: Dict[str, float] = {name: entry['threshold']
@@ -70,6 +71,8 @@ def decisions(frame: pd.DataFrame, review: Optional[dict]) -> Optional[pd.Series
     limit = frame['pred_label'].map(lambda label: thresholds.get(str(label), fallback))
     ok = frame['status'].eq('ok') if 'status' in frame else True
     accept = ok & frame['score'].notna() & (frame['score'] >= limit.astype(float))
+    if 'unknown' in frame:
+        accept &= ~frame['unknown'].astype(bool)
     return accept.map({True: 'accept', False: 'review'})
 
 

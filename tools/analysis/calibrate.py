@@ -8,6 +8,10 @@ tools/deploy/export_onnx.py then apply the temperature to every score (--raw-sco
 out) and add a `decision` column (accept / review) from the thresholds chosen here for
 --target-precision. Prints ECE (10 bins), NLL and Brier score before and after, estimated on held-out folds
 of val, and draws calibration/reliability.png.
+
+It also computes the training images' features once (<checkpoint>.features.npz) and the
+threshold of the `unknown` column ("not one of my classes"): --known-rate of the val images
+pass as known (see tools/analysis/open_set.py to measure it on images of other classes).
 """
 import sys
 
@@ -26,6 +30,14 @@ def main(argv=None) -> int:
     parser.add_argument('--target-precision', type=float, default=0.95,
                         help='precision the accepted predictions must reach on val (review '
                         'thresholds; default: %(default)s)')
+    parser.add_argument('--known-rate', type=float, default=0.95,
+                        help='share of known val images the unknown threshold passes '
+                        '(default: %(default)s)')
+    parser.add_argument('--neighbours', type=int, default=5,
+                        help='k of the k-nearest-neighbour feature distance (default: '
+                        '%(default)s)')
+    parser.add_argument('--no-open-set', action='store_true',
+                        help='skip the training features and the unknown threshold')
     parser.add_argument('--out-dir', help="default: calibration/ beside the checkpoint")
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
@@ -34,6 +46,10 @@ def main(argv=None) -> int:
         if not 0 < args.target_precision <= 1:
             print('error: --target-precision must be in (0, 1].', file=sys.stderr)
             return 2
+        if not 0 < args.known_rate < 1 or args.neighbours < 1:
+            print('error: --known-rate must be in (0, 1) and --neighbours at least 1.',
+                  file=sys.stderr)
+            return 2
         if args.folds < 2:
             print('error: --folds must be at least 2 (fit on one part, score the other).',
                   file=sys.stderr)
@@ -41,7 +57,9 @@ def main(argv=None) -> int:
         record = calibrate_work_dir(args.work_dir, args.config, args.checkpoint,
                                     out_dir=args.out_dir, folds=args.folds,
                                     target_precision=args.target_precision,
-                                    trust_checkpoint=args.trust_checkpoint)
+                                    trust_checkpoint=args.trust_checkpoint,
+                                    open_set=not args.no_open_set,
+                                    known_rate=args.known_rate, neighbours=args.neighbours)
         print(format_calibration(record))
         print(f"Calibration: {record['file']}" + (f"\nReliability diagram: {record['figure']}"
                                                   if record.get('figure') else ''))

@@ -30,8 +30,9 @@ def parse_args(argv=None):
     parser.add_argument('--calibration-images', type=int, default=300,
                         help='training images to calibrate int8 on (default: %(default)s)')
     parser.add_argument('--calibration-method', choices=CALIBRATION_METHODS, default='minmax')
-    parser.add_argument('--reduce-range', action='store_true',
-                        help='7-bit int8 weights: for CPUs without VNNI (avoids saturation)')
+    parser.add_argument('--reduce-range', choices=('auto', 'on', 'off'), default='auto',
+                        help='7-bit int8 weights, which x86 CPUs without VNNI need to avoid '
+                        'saturation (default auto: on where this CPU lacks VNNI)')
     parser.add_argument('--check-images', type=int, default=100,
                         help='val images (train if no val) to compare on (default: %(default)s)')
     parser.add_argument('--tolerance', type=float, default=1e-3,
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
             cfg, args.checkpoint, args.out, opset=args.opset, temperature=args.temperature,
             check_images=args.check_images, tolerance=args.tolerance, int8=args.int8,
             calibration_images=args.calibration_images,
-            min_int8_agreement=args.min_int8_agreement, reduce_range=args.reduce_range,
+            min_int8_agreement=args.min_int8_agreement,
+            reduce_range=dict(auto=None, on=True, off=False)[args.reduce_range],
             calibration_method=args.calibration_method,
             trust_checkpoint=args.trust_checkpoint, raw_scores=args.raw_scores)
         if not report['passed']:

@@ -6,7 +6,7 @@ Needs no PyTorch, MMEngine or bioplugin: the class names, input size and preproc
 read from the file's metadata (see bioplugin/deploy/metadata.py). Image files are decoded
 with Pillow (upright by their EXIF orientation); `.npy` files holding RGB uint8 arrays are
 read with numpy alone. Writes `image_name,pred_label,score` rows, the columns of
-tools/test.py --csv. Copy this file next to the model to embed it in another program.
+tools/test.py --csv, and `unknown` (True / False) when the file has an unknown threshold. Copy this file next to the model to embed it in another program.
 
 Resizing is bilinear with OpenCV's pixel-centre convention, so scores match the config's
 pipeline closely, not bit for bit (OpenCV rounds in fixed point; large JPEGs are decoded at
@@ -82,16 +82,28 @@ def preprocess(image, metadata):
     return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
+def unknown_threshold(metadata):
+    """The threshold of the ``unknown_score`` output, or None when the file has none."""
+    if 'unknown_score' not in metadata.get('outputs', ()):
+        return None
+    return (metadata.get('open_set') or {}).get('threshold')
+
+
 def predict(session, metadata, images, batch_size=16):
-    """``(labels, scores)`` of RGB uint8 images: the best class and its probability."""
-    labels, scores = [], []
+    """``(labels, scores, unknown)`` of RGB uint8 images: the best class, its probability, and
+    whether the image looks like none of the classes (None without a threshold)."""
+    threshold = unknown_threshold(metadata)
+    outputs = ['scores'] + (['unknown_score'] if threshold is not None else [])
+    labels, scores, unknown = [], [], []
     for start in range(0, len(images), batch_size):
         batch = np.stack([preprocess(image, metadata)
                           for image in images[start:start + batch_size]])
-        probabilities = session.run(['scores'], {metadata['input']['name']: batch})[0]
-        labels += [metadata['classes'][i] for i in probabilities.argmax(1)]
-        scores += list(probabilities.max(1))
-    return labels, scores
+        results = session.run(outputs, {metadata['input']['name']: batch})
+        labels += [metadata['classes'][i] for i in results[0].argmax(1)]
+        scores += list(results[0].max(1))
+        if threshold is not None:
+            unknown += list(results[1] > threshold)
+    return labels, scores, unknown if threshold is not None else None
 
 
 def read_image(path):
@@ -126,13 +138,14 @@ def main(argv=None):
     files = image_files(args.images)
     if not files:
         raise SystemExit('error: no images given.')
-    labels, scores = predict(session, metadata, [read_image(f) for f in files],
-                             args.batch_size)
+    labels, scores, unknown = predict(session, metadata, [read_image(f) for f in files],
+                                      args.batch_size)
     out = open(args.csv, 'w', newline='') if args.csv else sys.stdout
     writer = csv.writer(out)
-    writer.writerow(['image_name', 'pred_label', 'score'])
-    for path, label, score in zip(files, labels, scores):
-        writer.writerow([os.path.splitext(os.path.basename(path))[0], label, f'{score:.6f}'])
+    writer.writerow(['image_name', 'pred_label', 'score'] + (['unknown'] if unknown else []))
+    for i, (path, label, score) in enumerate(zip(files, labels, scores)):
+        writer.writerow([os.path.splitext(os.path.basename(path))[0], label, f'{score:.6f}']
+                        + ([bool(unknown[i])] if unknown else []))
     if args.csv:
         out.close()
     return 0

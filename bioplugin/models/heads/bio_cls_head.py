@@ -1,10 +1,11 @@
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
 
 
 @MODELS.register_module()
@@ -13,7 +14,9 @@ class BioClsHead(ClsHead):
 
     ``Dropout(0.3) → Linear(in, 512) → ReLU → BatchNorm1d(512) → Dropout(0.5) → Linear(512, C)``,
     Linear layers Kaiming-normal (fan_out, relu) with zero bias. ``pre_logits`` returns the
-    512-d normalised feature. BatchNorm1d needs ``drop_last=True`` in the train dataloader::
+    512-d normalised feature; ``predict`` also keeps it and the logits on each sample
+    (``pred_feature``, ``pred_logits``) for the "not one of my classes" score
+    (:mod:`bioplugin.evaluation.open_set`). BatchNorm1d needs ``drop_last=True`` in the train dataloader::
 
         model = dict(head=dict(
             _delete_=True, type='BioClsHead', num_classes=100, in_channels=2048,
@@ -50,9 +53,26 @@ class BioClsHead(ClsHead):
         with torch.autocast(feature.device.type, enabled=False):
             return self.layers[:4](feature.float())
 
-    def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
-        """Logits in float32 even under bfloat16/float16 autocast: the head costs next to
-        nothing, and bfloat16 logits (8-bit mantissa) would tie close classes."""
+    def logits_and_feature(self, feats: Tuple[torch.Tensor]) -> Tuple[torch.Tensor,
+                                                                       torch.Tensor]:
+        """``(logits, 512-d feature)``, both float32 even under bfloat16/float16 autocast:
+        the head costs next to nothing, and bfloat16 logits (8-bit mantissa) would tie close
+        classes."""
         feature = self.pre_logits(feats)
         with torch.autocast(feature.device.type, enabled=False):
-            return self.layers[4:](feature)
+            return self.layers[4:](feature), feature
+
+    def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
+        return self.logits_and_feature(feats)[0]
+
+    def predict(self, feats: Tuple[torch.Tensor],
+                data_samples: Optional[List[Optional[DataSample]]] = None) -> List[DataSample]:
+        """MMPretrain's prediction (``pred_score``, ``pred_label``) plus ``pred_logits`` and
+        ``pred_feature`` per sample."""
+        logits, feature = self.logits_and_feature(feats)
+        samples = self._get_predictions(logits, data_samples)
+        for sample, sample_logits, sample_feature in zip(samples, logits.detach(),
+                                                         feature.detach()):
+            sample.set_field(sample_logits, 'pred_logits', dtype=torch.Tensor)
+            sample.set_field(sample_feature, 'pred_feature', dtype=torch.Tensor)
+        return samples
