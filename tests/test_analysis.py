@@ -158,6 +158,56 @@ def test_report_links_every_figure_and_table(resumed_run):
     for target in linked:
         assert osp.getsize(osp.join(osp.dirname(path), target)) > 0, target
     assert 'top-1 accuracy' in page and 'budget' in page
+    assert 'risk_coverage.png' in linked and 'risk_coverage.csv' in linked
+    assert ('error_gallery.png' in linked) == ('No misclassified val images' not in page)
+    for section in ('Score calibration and the review queue', 'Not one of my classes',
+                    'Higher ranks', 'Error gallery'):
+        assert section in page, section
+
+
+@pytest.mark.slow
+def test_report_with_a_taxonomy_shows_every_rank(resumed_run, tmp_path):
+    taxonomy = tmp_path / 'taxonomy.csv'
+    taxonomy.write_text('species,genus,family\n0,G1,F1\n1,G1,F1\n2,G2,F1\n')
+    path = write_report(resumed_run['work_dir'], out_dir=str(tmp_path / 'report'),
+                        gradcam_images=2, taxonomy=str(taxonomy), rank='genus')
+    page = open(path).read()
+    assert 'confusion_matrix_genus.png' in page and 'family' in page
+    matrix = pd.read_csv(tmp_path / 'report' / 'confusion_matrix_genus.csv', index_col=0)
+    predictions = pd.read_csv(tmp_path / 'report' / 'predictions_val.csv', dtype=str)
+    genus = {'0': 'G1', '1': 'G1', '2': 'G2'}
+    for true in ('G1', 'G2'):  # the matrix counts images by true and predicted genus
+        for predicted in ('G1', 'G2'):
+            expected = ((predictions.gt_label.map(genus) == true)
+                        & (predictions.genus_label == predicted)).sum()
+            assert matrix.loc[true, predicted] == expected
+    with pytest.raises(ConfigError, match="--rank 'order' is not a rank"):
+        write_report(resumed_run['work_dir'], out_dir=str(tmp_path / 'bad'), gradcam_images=0,
+                     taxonomy=str(taxonomy), rank='order')
+
+
+def test_error_gallery_orders_mistakes_and_risk_coverage_by_hand(tmp_path):
+    from bioplugin.analysis.error_gallery import error_gallery, mistakes, risk_coverage
+    frame = pd.DataFrame(dict(gt_label=['a', 'a', 'b', 'b', 'b'],
+                              pred_label=['a', 'b', 'a', 'b', 'a'],
+                              score=[0.9, 0.6, 0.8, 0.7, np.nan],
+                              image_path=[''] * 5))
+    assert list(mistakes(frame).score) == [0.8, 0.6]  # unreadable rows left out
+    curve = risk_coverage(np.array([0.9, 0.6, 0.8, 0.7]), np.array([1, 0, 0, 1]))
+    np.testing.assert_allclose(curve.coverage, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(curve.risk, [0, 1 / 2, 1 / 3, 2 / 4])
+    right = frame.assign(pred_label=frame.gt_label)
+    assert error_gallery(right, []) is None
+
+
+def test_gradcam_tool_explains_val_mistakes(tmp_path):
+    from helpers import GOLDEN, tool_main
+    status, stdout, stderr = tool_main(
+        'analysis/gradcam.py', TINY_CONFIG, osp.join(GOLDEN, 'tiny_epoch_2.pth'),
+        '--data-root', osp.join(GOLDEN, 'data'), '--count', '2', '--out',
+        str(tmp_path / 'cam.png'), '--work-dir', str(tmp_path))
+    assert status == 0, stderr
+    assert osp.getsize(tmp_path / 'cam.png') > 0 and 'Grad-CAM grid' in stdout
 
 
 @pytest.mark.slow

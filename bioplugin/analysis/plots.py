@@ -171,3 +171,26 @@ def plot_reliability(before: dict, after: dict, before_metrics: dict, after_metr
     axes[0].set_ylabel('accuracy (images per bin at the bottom)')
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def plot_risk_coverage(curve: pd.DataFrame, operating_point=None, target_precision=None,
+                       title: str = 'Risk against coverage on val'):
+    """Share of accepted images that are wrong (risk) against the share accepted (coverage),
+    accepting the highest scores first (:func:`~bioplugin.analysis.error_gallery.
+    risk_coverage`); ``operating_point`` = ``(coverage, risk)`` of the review thresholds."""
+    figure = Figure(figsize=(5.5, 4))
+    ax = figure.subplots()
+    ax.step(curve.coverage, curve.risk, where='post', color='#4c72b0', label='accept the k '
+            'highest scores')
+    if target_precision is not None:
+        ax.axhline(1 - target_precision, linestyle='--', color='grey', linewidth=1,
+                   label=f'risk at {target_precision:.0%} precision')
+    if operating_point is not None:
+        ax.plot(*operating_point, 'o', color='#c44e52', label='review thresholds')
+    ax.set(xlim=(0, 1), ylim=(0, max(0.05, float(curve.risk.max()) * 1.1) if len(curve) else 1),
+           xlabel='coverage (share of val images accepted)',
+           ylabel='risk (share of accepted that are wrong)')
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -1,4 +1,6 @@
-"""A one-page HTML report of a training run: metrics, curves, confusions, Grad-CAM, model size.
+"""A one-page HTML report of a training run: metrics, curves, confusions, Grad-CAM, model size,
+score calibration, the review queue's risk and coverage, the unknown flag, an error gallery
+and, with a taxonomy, accuracy and confusions at higher ranks.
 
     python tools/analysis/report.py work_dirs/demo_plankton     # → work_dirs/demo_plankton/report/
 """
@@ -14,13 +16,15 @@ from ..apis import BioClassifier, evaluate, load_config
 from ..errors import ConfigError, DatasetError
 from ..evaluation import DISPLAY_NAMES, write_csv_atomic
 from ..evaluation.calibration import read_calibration
+from ..evaluation.taxonomy import read_taxonomy
 from ..fileio import atomic_write
 from .confusion import confused_pairs, confusion_frame, confusion_matrix, per_class_table
 from .curves import load_training_curves
+from .error_gallery import error_gallery, risk_coverage
 from .gradcam import explain_predictions
 from .model_stats import model_stats
 from .plots import (plot_confused_pairs, plot_confusion_matrix, plot_per_class,
-                    plot_reliability, plot_training_curves, save_figure)
+                    plot_reliability, plot_risk_coverage, plot_training_curves, save_figure)
 
 
 def work_dir_config(work_dir: str) -> str:
@@ -61,23 +65,73 @@ def confusion_outputs(predictions, classes, out_dir: str, top_pairs: int = 10,
     return dict(files=files, per_class=per_class, pairs=pairs)
 
 
+def rank_outputs(predictions, evaluation: dict, taxonomy: str, rank: Optional[str],
+                 out_dir: str) -> dict:
+    """Per-rank top-1 (from the metrics) and the confusion matrix at ``rank`` (PNG, CSV)."""
+    tree = read_taxonomy(taxonomy, evaluation['classes'])
+    rank = rank or tree.ranks[0]
+    if rank not in tree.ranks:
+        raise ConfigError(f'--rank {rank!r} is not a rank of {taxonomy!r} (its ranks: '
+                          f'{", ".join(tree.ranks)}).')
+    readable = predictions[predictions[f'{rank}_label'] != '']
+    index = {name: i for i, name in enumerate(evaluation['classes'])}
+    truth = tree.labels([index[str(label)] for label in readable.gt_label], rank)
+    groups = sorted(set(tree.groups[rank]))
+    matrix = confusion_matrix(truth, readable[f'{rank}_label'].astype(str), groups)
+    accuracy = [(name, evaluation['metrics'].get(f'taxonomy/{name}_top1'))
+                for name in [tree.class_rank] + tree.ranks]
+    accuracy[0] = (tree.class_rank, evaluation['metrics'].get('accuracy/top1'))
+    return dict(rank=rank, accuracy=accuracy, files=dict(
+        rank_confusion_png=save_figure(plot_confusion_matrix(matrix, groups),
+                                       osp.join(out_dir, f'confusion_matrix_{rank}.png')),
+        rank_confusion_csv=write_csv_atomic(confusion_frame(matrix, groups),
+                                            osp.join(out_dir, f'confusion_matrix_{rank}.csv'))))
+
+
+def risk_coverage_outputs(predictions, calibration: Optional[dict], out_dir: str) -> dict:
+    """The risk–coverage curve of the val scores (PNG, CSV) with the review thresholds'
+    point."""
+    readable = predictions[predictions.score.notna()]
+    if readable.empty:
+        return {}
+    curve = risk_coverage(readable.score.to_numpy(),
+                          (readable.pred_label.astype(str) == readable.gt_label.astype(str))
+                          .to_numpy())
+    review = (calibration or {}).get('review') or {}
+    point = ((review['coverage'], 1 - review['precision'])
+             if review.get('precision') is not None else None)
+    return dict(
+        risk_coverage_png=save_figure(
+            plot_risk_coverage(curve, point, review.get('target_precision')),
+            osp.join(out_dir, 'risk_coverage.png')),
+        risk_coverage_csv=write_csv_atomic(curve, osp.join(out_dir, 'risk_coverage.csv')))
+
+
 def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Optional[str] = None,
                  out_dir: Optional[str] = None, device: Optional[str] = None,
                  gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
-                 num_workers: int = 0, trust_checkpoint: bool = False) -> str:
+                 num_workers: int = 0, trust_checkpoint: bool = False,
+                 gallery_images: int = 16, taxonomy: Optional[str] = None,
+                 rank: Optional[str] = None) -> str:
     """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
     every figure and table next to it (default ``<work_dir>/report/``). Returns its path.
-    ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights."""
+    ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights.
+    ``taxonomy`` (a CSV, see ``tools/test.py --taxonomy``) adds the top-1 accuracy of every
+    rank and the confusion matrix at ``rank`` (default: the rank above the classes)."""
     if not osp.isdir(work_dir):
         raise DatasetError(f'Work dir {work_dir!r} does not exist.')
     out_dir = out_dir or osp.join(work_dir, 'report')
     os.makedirs(out_dir, exist_ok=True)
     cfg = load_config(config or work_dir_config(work_dir))
     evaluation = evaluate(cfg, checkpoint or work_dir, 'val', trust_checkpoint=trust_checkpoint,
-                          batch_size=batch_size, num_workers=num_workers, out_dir=out_dir)
+                          batch_size=batch_size, num_workers=num_workers, out_dir=out_dir,
+                          taxonomy=taxonomy)
     predictions = evaluation['predictions']
     confusion = confusion_outputs(predictions, evaluation['classes'], out_dir, top_pairs)
     files = dict(confusion['files'])
+    ranks = rank_outputs(predictions, evaluation, taxonomy, rank, out_dir) if taxonomy else None
+    if ranks:
+        files.update(ranks['files'])
     try:
         curves = load_training_curves(work_dir)
         files['curves_png'] = save_figure(plot_training_curves(curves),
@@ -93,14 +147,18 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     files['gradcam_png'] = save_figure(
         explain_predictions(classifier, predictions, gradcam_images),
         osp.join(out_dir, 'gradcam.png'))
+    gallery = error_gallery(predictions, classifier.test_pipeline_cfg, gallery_images)
+    if gallery is not None:
+        files['errors_png'] = save_figure(gallery, osp.join(out_dir, 'error_gallery.png'))
     calibration = read_calibration(evaluation['checkpoint'])
     if calibration and calibration.get('images'):
         files['reliability_png'] = save_figure(
             plot_reliability(calibration['reliability_before'],
                              calibration['reliability_after'], calibration['before'],
                              calibration['after']), osp.join(out_dir, 'reliability.png'))
+    files.update(risk_coverage_outputs(predictions, calibration, out_dir))
     page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
-                 calibration)
+                 calibration, ranks)
     return atomic_write(osp.join(out_dir, 'report.html'), page)
 
 
@@ -127,14 +185,48 @@ def _calibration_html(calibration: Optional[dict], figure) -> str:
              figure('reliability_png', 'Accuracy against confidence per bin; below the '
                     'diagonal is overconfidence')]
     if review:
-        lines.append(f"<p>Review thresholds for {review['target_precision']:.0%} precision: "
-                     f"{review['coverage']:.0%} of val images auto-accepted.</p>")
+        per_class = sum(entry['source'] == 'class' for entry in review['classes'].values())
+        right = (f", {review['precision']:.1%} of them right" if review['precision'] is not None
+                 else '')
+        lines.append(f"<p>Review thresholds for {review['target_precision']:.0%} precision "
+                     f"({per_class} per class, the others global): {review['coverage']:.0%} "
+                     f"of val images auto-accepted{right}; the rest go to the review "
+                     'queue.</p>')
+    lines.append(figure('risk_coverage_png', 'Share of accepted predictions that are wrong, '
+                        'accepting the highest scores first; the dot is the review '
+                        'thresholds, the dashed line the target'))
     lines += [f'<p>Warning: {html.escape(warning)}</p>' for warning in calibration['warnings']]
     return '\n'.join(lines)
 
 
+def _open_set_html(calibration: Optional[dict], predictions) -> str:
+    """The report's section on the unknown ("not one of my classes") flag."""
+    record = (calibration or {}).get('open_set') or {}
+    if record.get('threshold') is None:
+        reason = (html.escape(record['warnings'][0]) if record.get('warnings')
+                  else 'run <code>tools/analysis/calibrate.py</code>')
+        return f'<p>No unknown flag for this checkpoint: {reason}.</p>'
+    flagged = int(predictions['unknown'].sum()) if 'unknown' in predictions else 0
+    return (f"<p>Unknown score: the larger of the standardised energy of the logits and the "
+            f"distance to the {record['k']}-th nearest of {record['bank_images']} training "
+            f"images in the head's feature space. Threshold {record['threshold']:.3f}, chosen "
+            f"so that {record['val_known_rate']:.0%} of val images pass as known; {flagged} of "
+            f"{len(predictions)} val images are flagged. Measure it on images of classes "
+            'the model never saw with <code>tools/analysis/open_set.py</code>.</p>')
+
+
+def _taxonomy_html(ranks: Optional[dict], figure) -> str:
+    if not ranks:
+        return ('<p>No taxonomy given (<code>tools/analysis/report.py --taxonomy '
+                'taxonomy.csv</code>).</p>')
+    rows = [(name, '' if value is None else f'{value:.2f}') for name, value in ranks['accuracy']]
+    return '\n'.join([_table(rows, ('rank', 'top-1 (%)')), figure(
+        'rank_confusion_png', f"Confusion matrix at rank {ranks['rank']}: rows true, columns "
+        'predicted (probabilities summed up the tree), row-normalised')])
+
+
 def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
-          calibration=None) -> str:
+          calibration=None, ranks=None) -> str:
     def link(key):
         return html.escape(osp.relpath(files[key], out_dir))
 
@@ -176,8 +268,12 @@ figcaption {{ color: #555; font-size: 0.9em; }}
 written {time.strftime('%Y-%m-%d %H:%M')}.</p>
 <h2>Validation metrics</h2>
 {_table(metric_rows, ('metric', 'value'))}
-<h2>Score calibration</h2>
+<h2>Score calibration and the review queue</h2>
 {_calibration_html(calibration, figure)}
+<h2>Not one of my classes</h2>
+{_open_set_html(calibration, evaluation['predictions'])}
+<h2>Higher ranks</h2>
+{_taxonomy_html(ranks, figure)}
 <h2>Model</h2>
 {_table(stat_rows, ('', ''))}
 <h2>Training curves</h2>
@@ -193,6 +289,10 @@ written {time.strftime('%Y-%m-%d %H:%M')}.</p>
 {figure('pairs_png', 'Most frequent confusions, true → predicted')}
 {_table(pair_rows, ('true', 'predicted', 'images', 'rate')) if pair_rows else
  '<p>No confusions.</p>'}
+<h2>Error gallery</h2>
+{figure('errors_png', 'Misclassified val images as the model saw them, most confident '
+        'first: true class, prediction and its (calibrated) score') or
+ '<p>No misclassified val images.</p>'}
 <h2>Grad-CAM</h2>
 {figure('gradcam_png', 'Where the model looked, for its most confident mistakes')}
 <h2>Data</h2>

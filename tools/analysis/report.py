@@ -1,7 +1,9 @@
 """One-page HTML report of a run: metrics, curves, confusion matrix, per-class accuracy,
-confused pairs, Grad-CAM and model size, with every figure and table beside it.
+confused pairs, score calibration, the review queue's risk and coverage, the unknown flag, an
+error gallery, Grad-CAM and model size, with every figure and table beside it.
 
     python tools/analysis/report.py work_dirs/bio_resnext          # → work_dirs/bio_resnext/report/
+    python tools/analysis/report.py work_dirs/bio_resnext --taxonomy taxonomy.csv --rank family
 """
 import sys
 
@@ -18,13 +20,21 @@ def main(argv=None) -> int:
     parser.add_argument('--out-dir', help='default: <work_dir>/report')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when present)')
     parser.add_argument('--gradcam-images', type=int, default=8)
+    parser.add_argument('--gallery-images', type=int, default=16,
+                        help='misclassified val images in the error gallery')
+    parser.add_argument('--taxonomy', metavar='CSV', help='per-rank top-1 and a confusion '
+                        'matrix at --rank (the file of tools/test.py --taxonomy)')
+    parser.add_argument('--rank', help='rank of the confusion matrix (default: the one above '
+                        'the classes)')
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
     def body() -> int:
         path = write_report(args.work_dir, args.config, args.checkpoint, args.out_dir,
                             args.device, args.gradcam_images,
-                            trust_checkpoint=args.trust_checkpoint)
+                            trust_checkpoint=args.trust_checkpoint,
+                            gallery_images=args.gallery_images, taxonomy=args.taxonomy,
+                            rank=args.rank)
         print(f'Report: {path}')
         return 0
 
