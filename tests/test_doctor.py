@@ -1,6 +1,10 @@
 import importlib.util
+import os
 import os.path as osp
 import shutil
+import sys
+
+import cv2
 
 import numpy as np
 import pandas as pd
@@ -242,3 +246,94 @@ def test_fixture_files_are_what_they_claim(bad):
     assert (int.from_bytes(header[16:20], 'big'), int.from_bytes(header[20:24], 'big')) \
         == BOMB_SIZE
     assert len(set(bad['good'])) == 18 + 6 + 3 and not set(bad['good']) & set(bad['expected'])
+
+
+# ---------------------------------------------------------------- near-duplicates
+
+def specimen(seed: int, size=(150, 190)) -> np.ndarray:
+    """A photo-like BGR image: smooth structure at several scales, different per seed."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((*size, 3), np.float32)
+    for sigma, weight in ((12, 90), (4, 40), (1.5, 15)):
+        noise = rng.normal(size=(*size, 3)).astype(np.float32)
+        blurred = cv2.GaussianBlur(noise, (0, 0), sigma)
+        image += weight * blurred / blurred.std()
+    return np.clip(image + 128, 0, 255).astype(np.uint8)
+
+
+def near_duplicate_folder(root):
+    """Train images of two classes; val holds a half-size, a JPEG-quality-60 and a 5 %-cropped
+    copy of three of them, and new images of the same classes."""
+    originals = {}
+    for label in ('0', '1'):
+        for i in range(3):
+            path = osp.join(root, 'train', label, f'img_{i}.png')
+            originals[path] = specimen(seed=10 * int(label) + i)
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            cv2.imwrite(path, originals[path])
+    (half_of, jpeg_of, crop_of) = list(originals)[:3]
+    copies = {}
+    height, width = originals[half_of].shape[:2]
+    copies[osp.join(root, 'val', '0', 'half.png')] = (
+        half_of, cv2.resize(originals[half_of], (width // 2, height // 2),
+                            interpolation=cv2.INTER_AREA))
+    copies[osp.join(root, 'val', '0', 'jpeg.jpg')] = (jpeg_of, originals[jpeg_of])
+    dy, dx = round(height * 0.05), round(width * 0.05)
+    copies[osp.join(root, 'val', '0', 'crop.png')] = (crop_of, originals[crop_of][dy:, dx:])
+    for path, (_, image) in copies.items():
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 60] if path.endswith('.jpg') else []
+        cv2.imwrite(path, image, params)
+    for label in ('0', '1'):  # new images of the classes: not copies of anything
+        path = osp.join(root, 'val', label, 'new.png')
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        cv2.imwrite(path, specimen(seed=100 + int(label)))
+    return {path: original for path, (original, _) in copies.items()}
+
+
+def test_resized_reencoded_and_cropped_copies_across_splits_are_errors(tmp_path):
+    copies = near_duplicate_folder(str(tmp_path))
+    findings = doctor.diagnose(str(tmp_path), workers=1).findings
+    leaks = findings[findings.issue == 'cross_split_near_duplicate']
+    assert set(leaks.severity) == {'error'}
+    found = {osp.join(str(tmp_path), path) for path in leaks.path}
+    assert found == set(copies) | set(copies.values())  # each copy and its original, no others
+    for copy, original in copies.items():
+        message = leaks.message[leaks.path == osp.relpath(copy, str(tmp_path))].iloc[0]
+        assert osp.relpath(original, str(tmp_path)) in message and 'similarity' in message
+    assert not findings.path.str.endswith('new.png').any()
+
+
+def test_near_duplicates_within_a_split_are_warnings_and_the_check_can_be_off(tmp_path):
+    make_image_folder(str(tmp_path), ['0'], per_class=2, val_per_class=1, test_images=1)
+    image = specimen(seed=3)
+    cv2.imwrite(str(tmp_path / 'train' / '0' / 'a.png'), image)
+    cv2.imwrite(str(tmp_path / 'train' / '0' / 'b.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    findings = doctor.diagnose(str(tmp_path), workers=1).findings
+    within = findings[findings.issue == 'near_duplicate']
+    assert sorted(within.path) == ['train/0/a.png', 'train/0/b.jpg']
+    assert set(within.severity) == {'warning'}
+    off = doctor.diagnose(str(tmp_path), workers=1, near_threshold=None).findings
+    assert not off.issue.str.contains('near_duplicate').any()
+
+
+def test_distinct_specimens_that_look_alike_are_not_near_duplicates():
+    """The plankton demo set: many near-identical dark blobs, no copies."""
+    sys.path.insert(0, osp.join(REPO, 'tools', 'data'))
+    from plankton_demo import fetch_plankton_demo
+    root = osp.join(REPO, 'data', 'plankton')
+    fetch_plankton_demo(root)  # no-op once `make test` has fetched it
+    findings = doctor.diagnose(root, workers=1).findings
+    assert not findings.issue.str.contains('near_duplicate').any()
+
+
+def test_margin_tool_puts_copies_above_and_distinct_images_below_the_threshold(tmp_path):
+    from helpers import tool_main
+    near_duplicate_folder(str(tmp_path))
+    shutil.rmtree(tmp_path / 'val')  # originals only: every pair is distinct
+    status, stdout, stderr = tool_main('data/near_duplicate_margin.py', str(tmp_path),
+                                       '--copies', '3')
+    assert status == 0, stderr
+    highest = float(stdout.split('highest similarity ')[1].split()[0])
+    lowest = [float(line.split()[-1]) for line in stdout.splitlines() if 'lowest' in line]
+    assert len(lowest) == 3 and highest < doctor.THRESHOLD < min(lowest)

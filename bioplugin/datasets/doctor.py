@@ -8,6 +8,9 @@ break or corrupt training, ``warning`` loads but deserves a look, ``info`` is co
 automatically (grayscale, alpha, palette, 16-bit, CMYK, EXIF rotation). :data:`ISSUES` lists
 the codes. A file is *truncated* when it has a JPEG/PNG signature but no end marker, *corrupt*
 when it is complete but cannot be decoded, *not_image* when it has no known image signature.
+Byte-identical files are *duplicates*; resized, re-encoded or slightly cropped copies are
+*near-duplicates* (:mod:`~bioplugin.datasets.near_duplicates`): in two splits an error (a
+leak between train and evaluation), within one a warning.
 """
 import hashlib
 import os
@@ -15,10 +18,11 @@ import os.path as osp
 import warnings
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -26,6 +30,7 @@ from ..errors import DatasetError
 from .folder_layout import class_folders, is_image_file, natural_key, scan_images
 from .image_io import (MAX_IMAGE_PIXELS, BadImageError, ImageHeader, decode_image,
                        probe_image, read_image_bytes)
+from .near_duplicates import THRESHOLD, grey_preview, near_duplicates
 
 SPLITS = ('train', 'val', 'test')
 SEVERITIES = ('error', 'warning', 'info')
@@ -40,6 +45,7 @@ ISSUES: Dict[str, str] = {
     'truncated': 'error',
     'decompression_bomb': 'error',
     'cross_split_duplicate': 'error',
+    'cross_split_near_duplicate': 'error',
     'image_outside_class': 'error',
     'no_classes': 'error',
     'empty_class': 'error',
@@ -47,6 +53,7 @@ ISSUES: Dict[str, str] = {
     'class_missing_from_val': 'error',
     'missing_val': 'error',
     'duplicate': 'warning',
+    'near_duplicate': 'warning',
     'tiny': 'warning',
     'ignored_file': 'warning',
     'ignored_folder': 'warning',
@@ -90,6 +97,7 @@ class FileCheck:
     mode: str = ''
     format: str = ''
     digest: str = ''
+    preview: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -137,7 +145,7 @@ def check_file(path: str, split: str, label: str = '', max_pixels: int = MAX_IMA
         return found(issues=(failure_issue(data, error.reason), ))
     height, width = image.shape[:2]
     issues = conversion_issues(header, data) + size_issues(width, height, min_size)
-    return found(issues=issues, width=width, height=height)
+    return found(issues=issues, width=width, height=height, preview=grey_preview(image))
 
 
 def image_signature(data: bytes) -> Optional[str]:
@@ -240,6 +248,27 @@ def duplicate_findings(checks: Sequence[FileCheck], root: str) -> List[dict]:
     return rows
 
 
+def near_duplicate_findings(checks: Sequence[FileCheck], root: str,
+                            threshold: float = THRESHOLD) -> List[dict]:
+    """Pairs of different files that are resized, re-encoded or cropped copies of one image
+    (byte-identical ones are :func:`duplicate_findings`): an error across splits, a warning
+    within one. Each file of a pair gets a row naming the other and their similarity."""
+    usable = [check for check in checks if check.preview is not None and not check.failed]
+    rows = []
+    for a, b, score in near_duplicates([check.preview for check in usable], threshold):
+        first, second = usable[a], usable[b]
+        if first.digest == second.digest:
+            continue
+        code = ('cross_split_near_duplicate' if first.split != second.split
+                else 'near_duplicate')
+        for check, other in ((first, second), (second, first)):
+            rows.append(_finding(
+                check.path, check.split, check.label, code,
+                f'resized, re-encoded or cropped copy of {_relative(other.path, root)} '
+                f'(similarity {score:.3f}, threshold {threshold:g})', hash=check.digest))
+    return rows
+
+
 # ---------------------------------------------------------------- folder layout
 
 def scan_layout(data_root: str) -> Tuple[List[ImageTask], List[dict]]:
@@ -314,8 +343,10 @@ def _class_mismatches(val: str, train_classes: List[str], val_classes: List[str]
 # ---------------------------------------------------------------- the whole dataset
 
 def diagnose(data_root: str, workers: Optional[int] = None, max_pixels: int = MAX_IMAGE_PIXELS,
-             min_size: int = DEFAULT_MIN_SIZE) -> Diagnosis:
-    """Check the folder layout and every image of ``data_root``."""
+             min_size: int = DEFAULT_MIN_SIZE,
+             near_threshold: Optional[float] = THRESHOLD) -> Diagnosis:
+    """Check the folder layout and every image of ``data_root``; ``near_threshold`` is the
+    similarity from which two images are near-duplicates (None: no such check)."""
     tasks, rows = scan_layout(data_root)
     checks = check_files(tasks, workers, max_pixels, min_size)
     rows += [_finding(check.path, check.split, check.label, code, message,
@@ -323,6 +354,8 @@ def diagnose(data_root: str, workers: Optional[int] = None, max_pixels: int = MA
                       hash=check.digest)
              for check in checks for code, message in check.issues]
     rows += duplicate_findings(checks, data_root)
+    if near_threshold is not None:
+        rows += near_duplicate_findings(checks, data_root, near_threshold)
     return Diagnosis(data_root, findings_frame(rows, data_root), files_frame(checks, data_root))
 
 

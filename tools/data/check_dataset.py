@@ -6,6 +6,8 @@
 Every image of train/<class>/, val/<class>/ and test/ is read, probed and decoded exactly as
 training reads it. Prints each error and warning (path, issue, message), a summary table
 (issue × split) and a verdict; exits 1 when anything would break training, 0 otherwise.
+Byte-identical files and resized / re-encoded / cropped copies (near-duplicates, similarity
+of at least --near-threshold) are errors across splits (a leak) and warnings within one.
 """
 import os
 import sys
@@ -15,6 +17,7 @@ from bioplugin.apis.cli import run_tool, tool_parser
 from bioplugin.datasets.doctor import (DEFAULT_MIN_SIZE, diagnose, format_findings,
                                        summary_table, verdict)
 from bioplugin.datasets.image_io import MAX_IMAGE_PIXELS
+from bioplugin.datasets.near_duplicates import THRESHOLD
 from bioplugin.evaluation import write_csv_atomic
 
 
@@ -29,6 +32,10 @@ def main(argv=None) -> int:
     parser.add_argument('--min-size', type=int, default=DEFAULT_MIN_SIZE,
                         help='warn about images whose shorter side is below this many pixels '
                         '(default: %(default)s; 0: never)')
+    parser.add_argument('--near-threshold', type=float, default=THRESHOLD,
+                        help='similarity (band-passed pixel correlation, 1 for a copy) from '
+                        'which two images are near-duplicates (default: %(default)s; 0 or '
+                        'less: no near-duplicate check)')
     parser.add_argument('--out', metavar='CSV', help='write every finding to this CSV')
     parser.add_argument('--quiet', action='store_true',
                         help='print only the summary table and the verdict')
@@ -37,7 +44,8 @@ def main(argv=None) -> int:
         parser.error('--workers must be at least 1')
 
     def body() -> int:
-        diagnosis = diagnose(args.data_root, args.workers, args.max_pixels, args.min_size)
+        diagnosis = diagnose(args.data_root, args.workers, args.max_pixels, args.min_size,
+                             args.near_threshold if args.near_threshold > 0 else None)
         if args.out:
             write_csv_atomic(diagnosis.findings, args.out)
         lines = [] if args.quiet else format_findings(diagnosis.findings)
