@@ -205,3 +205,27 @@ def test_metadata_of_an_export_names_the_outputs(tmp_path):
     assert metadata['outputs'][-1] == 'unknown_score'
     assert metadata['open_set'] == dict(threshold=1.5, known_rate=0.95, k=5, bank_images=10)
     json.dumps(metadata)
+
+
+@pytest.mark.slow
+def test_every_column_of_the_csv_is_in_the_readme(open_set_run, tmp_path):
+    import re
+    from helpers import REPO
+    run = open_set_run
+    (tmp_path / 'names.csv').write_text('label,name\n0,zero\n1,one\n')
+    (tmp_path / 'taxonomy.csv').write_text('species,genus\n0,G\n1,G\n')
+    csv = tmp_path / 'all.csv'
+    status, _, stderr = tool_main(
+        'test.py', TINY_CONFIG, run['best'], '--csv', csv, '--data-root', run['data'],
+        '--work-dir', tmp_path, '--topk', '2', '--include-index', '--class-names',
+        tmp_path / 'names.csv', '--taxonomy', tmp_path / 'taxonomy.csv', *TWO_CLASSES)
+    assert status == 0, stderr
+    columns = list(pd.read_csv(csv).columns)
+    assert columns[:2] == ['image_name', 'pred_label']
+    assert {'decision', 'unknown', 'unknown_score', 'confident_rank'} <= set(columns)
+    readme = open(osp.join(REPO, 'README.md')).read()
+    table = readme[readme.index('**The columns of `prediction.csv`**'):]
+    table = table[:table.index('\n\n', table.index('| column'))]
+    for column in columns:
+        documented = re.sub(r'^top\d+_', 'top{i}_', re.sub(r'^genus_', '<rank>_', column))
+        assert f'`{documented}`' in table, column
