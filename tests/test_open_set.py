@@ -109,6 +109,7 @@ def open_set_run(tmp_path_factory):
                       str(work_dir), '--cfg-options', 'train_cfg.max_epochs=4',
                       'model.head.num_classes=2')
     assert result.returncode == 0, result.stderr[-2000:]
+    assert 'Unknown threshold' in result.stdout and 'of val pass as known' in result.stdout
     best = str(sorted(work_dir.glob('best_*.pth'))[-1])
     cfg = load_config(TINY_CONFIG, {'model.head.num_classes': 2}, data_root=data)
     return dict(data=data, work_dir=work_dir, best=best, cfg=cfg, unknown_dir=unknown_dir)

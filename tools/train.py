@@ -50,7 +50,8 @@ def parse_args(argv=None):
 
 
 def report_calibration(cfg, best: str, args) -> None:
-    """Fit the best checkpoint's score temperature on val (tools/analysis/calibrate.py)."""
+    """Fit the best checkpoint's score temperature, review thresholds and unknown threshold
+    on val (tools/analysis/calibrate.py)."""
     if args.no_calibrate:
         return
     if args.launcher != 'none':
@@ -61,6 +62,10 @@ def report_calibration(cfg, best: str, args) -> None:
     print(f"Score calibration: temperature {record['temperature']:.3f}, "
           f"{review['coverage']:.0%} of val auto-accepted at {review['target_precision']:.0%} "
           f"precision -> {record['file']}")
+    open_set = record.get('open_set') or {}
+    if open_set.get('threshold') is not None:
+        print(f"Unknown threshold {open_set['threshold']:.3f}: {open_set['val_known_rate']:.0%} "
+              'of val pass as known')
     for warning in record['warnings']:
         print(f'warning: {warning}')
 
