@@ -1,12 +1,9 @@
 """The report's error gallery: the misclassified val images as the model saw them, with true
 class, prediction and (calibrated) score, most confident mistakes first."""
-from typing import Sequence
-
 import numpy as np
 import pandas as pd
-from mmengine.dataset import default_collate
 
-from ..apis.image_inputs import ImageListDataset
+from .gradcam import pipeline_batch, rgb_images
 from .plots import plot_image_grid
 
 
@@ -17,14 +14,6 @@ def mistakes(predictions: pd.DataFrame, count: int = 16) -> pd.DataFrame:
     return wrong.sort_values('score', ascending=False, kind='stable').head(count)
 
 
-def model_view(image_paths: Sequence[str], pipeline_cfg) -> list:
-    """RGB uint8 images after the test pipeline (resize and crop), as the model sees them."""
-    samples = ImageListDataset(list(image_paths), pipeline_cfg)
-    batch = default_collate([samples[i] for i in range(len(samples))])
-    return [np.ascontiguousarray(image.permute(1, 2, 0).numpy()[..., ::-1])
-            for image in batch['inputs']]
-
-
 def error_gallery(predictions: pd.DataFrame, pipeline_cfg, count: int = 16):
     """A grid figure of :func:`mistakes`, or None when val has none."""
     chosen = mistakes(predictions, count)
@@ -32,7 +21,8 @@ def error_gallery(predictions: pd.DataFrame, pipeline_cfg, count: int = 16):
         return None
     titles = [f'{true} → {predicted}\nscore {score:.2f}' for true, predicted, score in
               zip(chosen.gt_label, chosen.pred_label, chosen.score)]
-    return plot_image_grid(model_view(chosen.image_path, pipeline_cfg), titles,
+    images = rgb_images(pipeline_batch(chosen.image_path, pipeline_cfg))
+    return plot_image_grid(images, titles,
                            'Misclassified val images, most confident first '
                            '(true → predicted, score)')
 

@@ -46,14 +46,25 @@ def most_confident_mistakes(predictions: pd.DataFrame, count: int = 8) -> pd.Dat
     return chosen
 
 
+def pipeline_batch(image_paths: Sequence[str], pipeline_cfg) -> dict:
+    """The images through a (test) pipeline, collated into one batch."""
+    samples = ImageListDataset(list(image_paths), pipeline_cfg)
+    return default_collate([samples[i] for i in range(len(samples))])
+
+
+def rgb_images(batch: dict) -> list:
+    """A batch's BGR uint8 images as RGB ``(H, W, 3)`` arrays: what the model sees."""
+    return [np.ascontiguousarray(image.permute(1, 2, 0).numpy()[..., ::-1])
+            for image in batch['inputs']]
+
+
 def gradcam_overlays(classifier, image_paths: Sequence[str],
                      target_classes: Sequence[int]) -> list:
     """RGB uint8 images (as the model sees them) with the Grad-CAM map of each target class."""
     model = classifier.model
     if hasattr(model, 'module'):  # a TTA wrapper: explain the plain model
         model = model.module
-    samples = ImageListDataset(list(image_paths), classifier.test_pipeline_cfg)
-    batch = default_collate([samples[i] for i in range(len(samples))])
+    batch = pipeline_batch(image_paths, classifier.test_pipeline_cfg)
     inputs = model.data_preprocessor(batch, False)['inputs']
     overlays = []
     # gradients in float32 NCHW: oneDNN's channels-last backward is unsafe on CPU
@@ -61,9 +72,8 @@ def gradcam_overlays(classifier, image_paths: Sequence[str],
             model=_Logits(model), target_layers=[last_backbone_stage(model)]) as cam:
         maps = cam(input_tensor=inputs,
                    targets=[ClassifierOutputTarget(int(c)) for c in target_classes])
-    for image, heat in zip(batch['inputs'], maps):
-        rgb = image.permute(1, 2, 0).numpy()[..., ::-1].astype(np.float32) / 255  # BGR → RGB
-        overlays.append(show_cam_on_image(np.ascontiguousarray(rgb), heat, use_rgb=True))
+    for rgb, heat in zip(rgb_images(batch), maps):
+        overlays.append(show_cam_on_image(rgb.astype(np.float32) / 255, heat, use_rgb=True))
     return overlays
 
 

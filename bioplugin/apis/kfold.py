@@ -36,8 +36,7 @@ def prepare_folds(data_root: str, parent: str, folds: int, group_file: Optional[
     fold_of = assign_folds(images.label, folds, groups, split_seed)
     roots = [write_split(images, fold_of == fold, osp.join(parent, 'folds', f'fold_{fold}'))
              for fold in range(folds)]
-    return dict(roots=roots, shares=fold_shares(images, fold_of), fold_of=fold_of,
-                images=images)
+    return dict(roots=roots, shares=fold_shares(images, fold_of))
 
 
 def run_fold(config: str, data_root: str, work_dir: str, seed: int,
