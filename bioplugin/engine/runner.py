@@ -9,7 +9,10 @@ Configs select it with ``runner_type`` (``configs/_base_/bio_runtime.py``); MMEn
 Before MMEngine builds anything it resolves, on a copy of the config: the top-level
 ``data_root`` for splits without their own, ``num_workers='auto'`` and the other machine-dependent
 loader settings, ``precision='auto'``, gloo process groups for multi-process runs on CPUs, top-k
-accuracies larger than the class count, and a writable work dir. Training checks the data
+accuracies larger than the class count, the data preprocessor's class count (Mixup / CutMix
+need it) from the head's, and a writable work dir. The config's text is formatted once: MMEngine
+formats it (yapf, a quarter to half a second) for the log, the dump, the message hub and again
+inside every checkpoint. Training checks the data
 against the model, turns ``loss.class_weight='inverse_frequency'`` into weights from the
 training folders and ImageNet aliases into checked local files. Every checkpoint is loaded
 safely and strictly (one sentence when it does not fit), ``resume`` without a path falls back
@@ -46,9 +49,31 @@ def apply_data_root(cfg: Config) -> None:
             dataset.setdefault('data_root', data_root)
 
 
+class FormattedOnceConfig(Config):
+    """A ``Config`` whose ``pretty_text`` is formatted once for as long as its content stays
+    the same."""
+
+    @property
+    def pretty_text(self) -> str:
+        content = repr(self._cfg_dict)
+        cached = self.__dict__.get('_formatted')
+        if cached is None or cached[0] != content:
+            cached = (content, super().pretty_text)
+            super(Config, self).__setattr__('_formatted', cached)  # Config's own __setattr__
+        return cached[1]                                          # stores config keys
+
+
+def formatted_once(cfg: Config) -> FormattedOnceConfig:
+    """``cfg`` (not a copy: the same content) as a :class:`FormattedOnceConfig`."""
+    other = FormattedOnceConfig.__new__(FormattedOnceConfig)
+    other.__dict__.update(cfg.__dict__)
+    return other
+
+
 def resolve_config(cfg: Config) -> Config:
     """A copy of ``cfg`` with the machine- and data-dependent keys resolved (see the module)."""
     cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg)))
+    cfg = formatted_once(cfg)
     apply_data_root(cfg)
     resolve_loader_options(cfg)
     apply_precision(cfg)
@@ -57,6 +82,9 @@ def resolve_config(cfg: Config) -> Config:
     if num_classes:
         for name in ('val_evaluator', 'test_evaluator'):
             fit_topk(cfg.get(name), num_classes)
+        preprocessor = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
+        if isinstance(preprocessor, dict):
+            preprocessor.setdefault('num_classes', num_classes)
     check_work_dir(cfg.work_dir)
     return cfg
 

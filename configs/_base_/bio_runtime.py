@@ -10,9 +10,10 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     # keep the latest checkpoint for --resume and the best one by validation top-1; the epoch
     # checkpoint is written after validation, so it holds the scheduler and early-stopping
-    # state of that epoch
+    # state of that epoch; epochs of a few seconds (small sets) are saved once a minute, the
+    # last one always
     checkpoint=dict(type='EpochEndCheckpointHook', interval=1, max_keep_ckpts=1,
-                    save_best='accuracy/top1', rule='greater'),
+                    save_best='accuracy/top1', rule='greater', min_seconds_between_saves=60),
     # recovery.pth inside an epoch every 30 minutes, and on SIGTERM / SIGUSR1 (preemption,
     # Slurm's time-limit warning) save, log and exit with status 75; --resume continues at
     # that batch

@@ -1,4 +1,5 @@
 import os.path as osp
+import time
 from contextlib import contextmanager
 
 from mmengine.dist import is_main_process
@@ -23,26 +24,46 @@ class EpochEndCheckpointHook(CheckpointHook):
     Every file is written through a temporary file and a rename (the ``atomic_local``
     backend), ``last_checkpoint`` is updated only once the new checkpoint is complete, and an
     outdated checkpoint (epoch or best) is removed only after its successor is on disk, so a
-    kill at any moment leaves a complete checkpoint to resume from::
+    kill at any moment leaves a complete checkpoint to resume from.
+
+    ``min_seconds_between_saves``: an epoch checkpoint is written only when that much time
+    has passed since the previous one (or since training began), so epochs of a few seconds
+    on a small set do not each write the whole model and optimizer (three times the weights,
+    a second or more). The last epoch, and the epoch where early stopping ends a run, are
+    always saved; a killed run resumes from the latest saved epoch and, being reproducible,
+    ends with the same weights. The best checkpoint is written whenever val improves::
 
         default_hooks = dict(checkpoint=dict(
             type='EpochEndCheckpointHook', interval=1, max_keep_ckpts=1,
-            save_best='accuracy/top1', rule='greater'))
+            save_best='accuracy/top1', rule='greater', min_seconds_between_saves=60))
     """
 
     priority = 'LOWEST'
 
-    def __init__(self, *args, backend_args=None, **kwargs):
+    def __init__(self, *args, backend_args=None, min_seconds_between_saves: float = 0,
+                 **kwargs):
         super().__init__(*args, backend_args=backend_args or dict(backend='atomic_local'),
                          **kwargs)
+        if not min_seconds_between_saves >= 0:
+            raise ValueError(f'min_seconds_between_saves={min_seconds_between_saves!r} must '
+                             'be a number of seconds >= 0')
+        self.min_seconds_between_saves = min_seconds_between_saves
         self._save_pending = False
+        self._epoch_unsaved = False  # an epoch whose save the time limit held back
+        self._last_save = time.monotonic()
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self._last_save = time.monotonic()
 
     def after_train_epoch(self, runner) -> None:
         if not self.by_epoch:
             return super().after_train_epoch(runner)
-        self._save_pending = (
-            self.every_n_epochs(runner, self.interval, self.save_begin)
-            or (self.save_last and self.is_last_train_epoch(runner)))
+        due = self.every_n_epochs(runner, self.interval, self.save_begin)
+        waited = time.monotonic() - self._last_save >= self.min_seconds_between_saves
+        last = self.save_last and self.is_last_train_epoch(runner)
+        self._save_pending = (due and waited) or last
+        self._epoch_unsaved = due and not self._save_pending
 
     def after_val_epoch(self, runner, metrics) -> None:
         super().after_val_epoch(runner, metrics)
@@ -52,17 +73,20 @@ class EpochEndCheckpointHook(CheckpointHook):
         self._save_pending_checkpoint(runner)
 
     def after_train(self, runner) -> None:
+        if self._epoch_unsaved:  # early stopping ended the run at an epoch not saved yet
+            self._save_pending = True
         self._save_pending_checkpoint(runner)
         super().after_train(runner)
 
     def _save_pending_checkpoint(self, runner) -> None:
         if not self._save_pending:
             return
-        self._save_pending = False
+        self._save_pending = self._epoch_unsaved = False
         # the train loop has already counted the finished epoch
         epoch = runner.epoch
         runner.logger.info(f'Saving checkpoint at {epoch} epochs')
         self._save_checkpoint_with_step(runner, epoch, meta=dict(epoch=epoch, iter=runner.iter))
+        self._last_save = time.monotonic()
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         """MMEngine's save, with the removal of the outdated checkpoint held back until the
