@@ -164,3 +164,55 @@ def test_cpu_features_are_read_from_the_flags(tmp_path, flags, expected):
     assert features == {name: expected.get(name, False)
                         for name in ('AVX2', 'AVX-512', 'VNNI', 'bfloat16', 'AMX')}
     assert describe_cpu(features).startswith('AVX2 yes, AVX-512 ')
+
+
+# ------------------------------------------------------------- a whole run on a small set
+
+from benchmarking.small_run import PHASES, phases, plain_arguments  # noqa: E402
+
+
+def test_small_run_phases_split_the_wall_time_between_launch_and_exit():
+    stamps = dict(train=[[12, 20], [23, 30]], val=[[20, 21], [30, 32]], done=35)
+    seconds = phases(stamps, launched=10, exited=40)
+    assert seconds == {'start-up': 2, 'training epochs': 15, 'validation': 3,
+                       'checkpoints': 2 + 3, 'end': 5, 'total': 30}
+    assert sum(seconds[phase] for phase in PHASES) == seconds['total']
+    with pytest.raises(ValueError, match='one validation per epoch'):
+        phases(dict(train=[[1, 2]], val=[], done=3), 0, 4)
+
+
+def test_plain_loop_mirrors_the_configs_resnet_or_refuses_it():
+    from bioplugin.apis.config import load_config
+    demo = load_config(osp.join(REPO, 'configs', 'bio_resnext50_plankton_cpu.py'))
+    arguments = plain_arguments(demo, 6, epochs=2, batch_size=8, num_workers=0)
+    values = dict(zip(arguments[::2], arguments[1::2]))
+    assert values == {'--depth': '50', '--groups': '32', '--width-per-group': '4',
+                      '--hidden-channels': '512', '--num-classes': '6', '--image-size': '128',
+                      '--epochs': '2', '--batch-size': '8', '--num-workers': '0'}
+    with pytest.raises(ValueError, match='torchvision widths'):
+        plain_arguments(load_config(TINY_CONFIG), 3, 1, 4, 0)
+
+
+@pytest.mark.slow
+def test_small_run_benchmark_times_both_sides_phase_by_phase(tmp_path, tiny_data):
+    config = tmp_path / 'tiny_torchvision_widths.py'
+    config.write_text(f'_base_ = [{TINY_CONFIG!r}]\n'
+                      "model = dict(backbone=dict(stem_channels=64, base_channels=64),\n"
+                      "             head=dict(in_channels=512))\n")
+    json_file = tmp_path / 'small_run.json'
+    result = run_tool(osp.join('tools', 'benchmark_small_run.py'), str(config), '--data-root',
+                      tiny_data, '--epochs', '2', '--batch-size', '4', '--num-workers', '0',
+                      '--no-calibrate', '--work-dir', str(tmp_path / 'runs'),
+                      '--json', str(json_file))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'AVX2' in result.stdout and 'ours / plain:' in result.stdout
+    report = json.loads(json_file.read_text())
+    for side in ('ours', 'plain'):
+        seconds = report['median'][side]
+        assert all(seconds[phase] > 0 for phase in PHASES), (side, seconds)
+        # the phases leave out only the moments between an epoch's end and its validation
+        assert sum(seconds[phase] for phase in PHASES) == pytest.approx(seconds['total'],
+                                                                        abs=0.5)
+    # both trained 2 epochs: ours wrote its epoch checkpoint, the plain loop its best weights
+    assert osp.isfile(tmp_path / 'runs' / 'ours_0' / 'epoch_2.pth')
+    assert osp.isfile(tmp_path / 'runs' / 'plain_0' / 'best.pth')
