@@ -49,6 +49,34 @@ def test_head_init_is_kaiming_normal_fan_out_with_zero_bias():
         assert torch.count_nonzero(linear.bias) == 0
 
 
+def test_classifier_std_gives_logits_near_zero_and_a_first_loss_of_ln_c():
+    """The plus recipe's last-layer init: N(0, 0.01²); the first layer keeps Kaiming. The
+    reference's init starts the loss an order of magnitude higher."""
+    torch.manual_seed(0)
+    feats = (torch.randn(64, 2048).relu(), )
+    labels = torch.arange(64) % 6
+    losses = {}
+    for std in (None, 0.01):
+        head = MODELS.build(dict(type='BioClsHead', num_classes=6, in_channels=2048,
+                                 classifier_std=std))
+        head.init_weights()
+        head.train()
+        losses[std] = F.cross_entropy(head(feats), labels).item()
+        if std:
+            assert head.layers[5].weight.std().item() == pytest.approx(std, rel=0.05)
+            assert torch.count_nonzero(head.layers[5].bias) == 0
+            assert head.layers[1].weight.std().item() == pytest.approx(
+                math.sqrt(2.0 / 512), rel=0.05)
+    assert losses[0.01] == pytest.approx(math.log(6), rel=0.05)
+    assert losses[None] > 3 * math.log(6)
+
+
+@pytest.mark.parametrize('std', [0, -0.1, float('nan')])
+def test_classifier_std_must_be_positive(std):
+    with pytest.raises(ValueError, match='classifier_std'):
+        MODELS.build(dict(type='BioClsHead', num_classes=3, in_channels=8, classifier_std=std))
+
+
 def test_head_pre_logits_is_the_512d_feature_and_forward_matches_the_layers():
     head = MODELS.build(dict(type='BioClsHead', num_classes=7, in_channels=64)).eval()
     feats = (torch.randn(5, 64), )

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 from mmengine.hooks import Hook
 
@@ -12,8 +13,9 @@ class ReproducibilityHook(Hook):
     """Make a run's randomness a function of (seed, epoch, sample / iteration) only.
 
     Each training sample's augmentation draws from a generator seeded by (seed, epoch,
-    index), in whichever process loads it; before each iteration torch's generator (dropout)
-    is seeded by (seed, iteration). So on CPU a run resumed after ``kill -9`` ends with the
+    index), in whichever process loads it; before each iteration torch's and numpy's global
+    generators (dropout; Mixup's and CutMix's mixing ratio and partner) are seeded by
+    (seed, iteration). So on CPU a run resumed after ``kill -9`` ends with the
     same weights, bit for bit, as an uninterrupted one, and ``num_workers`` does not change
     the result. It costs nothing measurable; on GPUs bit-exactness also needs
     ``randomness=dict(deterministic=True)`` (slower cuDNN kernels)::
@@ -28,4 +30,6 @@ class ReproducibilityHook(Hook):
             dataset.set_sample_seed(runner.seed, runner.epoch)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        torch.manual_seed(derive_seed(runner.seed, runner.iter))
+        seed = derive_seed(runner.seed, runner.iter)
+        torch.manual_seed(seed)
+        np.random.seed(seed)

@@ -13,7 +13,10 @@ class BioClsHead(ClsHead):
     """Two-layer classifier head of the bio_resnext recipe.
 
     ``Dropout(0.3) → Linear(in, 512) → ReLU → BatchNorm1d(512) → Dropout(0.5) → Linear(512, C)``,
-    Linear layers Kaiming-normal (fan_out, relu) with zero bias. ``pre_logits`` returns the
+    Linear layers Kaiming-normal (fan_out, relu) with zero bias. With ``classifier_std`` the
+    last Linear layer (the logits) is drawn from N(0, classifier_std²) instead: Kaiming fan-out
+    there gives logits with a standard deviation near 9 and a first loss near 20, 0.01 gives
+    logits near 0 and a first loss of ln C (``configs/bio_resnext_plus.py``). ``pre_logits`` returns the
     512-d normalised feature; ``predict`` also keeps it and the logits on each sample
     (``pred_feature``, ``pred_logits``) for the "not one of my classes" score
     (:mod:`bioplugin.evaluation.open_set`). BatchNorm1d needs ``drop_last=True`` in the train dataloader::
@@ -32,10 +35,14 @@ class BioClsHead(ClsHead):
                  init_cfg: Optional[dict] = dict(
                      type='Kaiming', layer='Linear', mode='fan_out',
                      nonlinearity='relu', distribution='normal', bias=0),
+                 classifier_std: Optional[float] = None,
                  **kwargs):
         super().__init__(init_cfg=init_cfg, **kwargs)
         if num_classes <= 0:
             raise ValueError(f'num_classes={num_classes} must be a positive integer')
+        if classifier_std is not None and not classifier_std > 0:
+            raise ValueError(f'classifier_std={classifier_std} must be a positive number or None')
+        self.classifier_std = classifier_std
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.layers = nn.Sequential(
@@ -46,6 +53,14 @@ class BioClsHead(ClsHead):
             nn.Dropout(dropout[1]),
             nn.Linear(hidden_channels, num_classes),
         )
+
+    def init_weights(self) -> None:
+        """``init_cfg``, then the last Linear layer from N(0, classifier_std²), bias 0."""
+        super().init_weights()
+        if self.classifier_std is not None:
+            classifier = self.layers[-1]
+            nn.init.normal_(classifier.weight, std=self.classifier_std)
+            nn.init.zeros_(classifier.bias)
 
     def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """The 512-d feature after BatchNorm1d, from the last backbone stage."""

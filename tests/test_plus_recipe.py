@@ -1,0 +1,95 @@
+"""configs/bio_resnext_plus.py: what it changes, that every component is registered, and that
+it trains and resumes (with Mixup / CutMix batches, which draw from numpy's global generator)."""
+import math
+import os
+import os.path as osp
+import re
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import FUNCTIONS  # collate functions: MMEngine's own
+
+from mmpretrain import registry
+
+from helpers import REPO, TINY_CONFIG, assert_same_weights, final_weights, train_tiny
+
+PLUS = osp.join(REPO, 'configs', 'bio_resnext_plus.py')
+REFERENCE = osp.join(REPO, 'configs', 'bio_resnext.py')
+DEMO = osp.join(REPO, 'configs', 'bio_resnext50_plankton_cpu.py')
+DEMO_PLUS = osp.join(REPO, 'configs', 'bio_resnext_plus_ablation', 'plankton_cpu_head_std.py')
+ABLATIONS = osp.join(REPO, 'configs', 'bio_resnext_plus_ablation')
+TINY_PLUS = osp.join(REPO, 'tests', 'configs', 'bio_tiny_plus.py')
+
+
+def flat(value, prefix=''):
+    """``{'model.head.num_classes': 100, ...}``; lists by index."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    out = {}
+    for key, item in items:
+        out.update(flat(item, f'{prefix}.{key}' if prefix else str(key)))
+    return out
+
+
+def delta(base: str, child: str) -> dict:
+    """The keys whose values differ between two configs, with the child's values."""
+    parent, derived = (flat(Config.fromfile(path).to_dict()) for path in (base, child))
+    return {key: derived.get(key) for key in parent.keys() | derived.keys()
+            if parent.get(key) != derived.get(key)}
+
+
+def test_plus_is_the_reference_with_the_change_cross_validation_kept():
+    assert delta(REFERENCE, PLUS) == {'model.head.classifier_std': 0.01}
+    # the README's table measured this change on the demo config; the tiny test trains it
+    assert delta(DEMO, DEMO_PLUS) == delta(REFERENCE, PLUS)
+    tiny = delta(TINY_CONFIG, TINY_PLUS)
+    assert {key: value for key, value in tiny.items()
+            if not key.startswith('model.train_cfg.augments')} == delta(REFERENCE, PLUS)
+
+
+def component_types(value):
+    if isinstance(value, dict):
+        if isinstance(value.get('type'), str):
+            yield value['type']
+        for item in value.values():
+            yield from component_types(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from component_types(item)
+
+
+REGISTRIES = [registry.MODELS, registry.HOOKS, registry.DATASETS, registry.TRANSFORMS,
+              registry.METRICS, registry.PARAM_SCHEDULERS, registry.OPTIMIZERS,
+              registry.OPTIM_WRAPPERS, registry.RUNNERS, registry.LOOPS, registry.DATA_SAMPLERS,
+              registry.VISUALIZERS, registry.VISBACKENDS, registry.LOG_PROCESSORS,
+              registry.BATCH_AUGMENTS, registry.WEIGHT_INITIALIZERS, FUNCTIONS]
+
+
+@pytest.mark.parametrize('config', [PLUS, TINY_PLUS] + [
+    osp.join(ABLATIONS, name) for name in sorted(os.listdir(ABLATIONS)) if name.endswith('.py')])
+def test_every_component_of_the_plus_configs_is_registered(config):
+    cfg = Config.fromfile(config)
+    types = set(component_types(cfg.to_dict()))
+    assert {'BioClsHead', 'EpochEndCheckpointHook'} <= types
+    missing = [name for name in types if not any(reg.get(name) for reg in REGISTRIES)]
+    assert not missing, missing
+
+
+@pytest.mark.slow
+def test_plus_trains_with_mixup_on_the_tiny_fixture_and_resumes_to_the_same_weights(
+        tmp_path, data):
+    whole = train_tiny(data, tmp_path / 'whole', config=TINY_PLUS, epochs=3)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    first_loss = float(re.search(r'Epoch\(train\) \[1\]\[1/\d+\].*?loss: ([\d.]+)',
+                                 whole.stdout + whole.stderr).group(1))
+    assert first_loss == pytest.approx(math.log(3), rel=0.2)  # classifier_std, not ~20
+    cut = train_tiny(data, tmp_path / 'cut', config=TINY_PLUS, epochs=2)
+    assert cut.returncode == 0, cut.stderr[-3000:]
+    resumed = train_tiny(data, tmp_path / 'cut', '--resume', config=TINY_PLUS, epochs=3)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_weights(final_weights(tmp_path / 'whole'), final_weights(tmp_path / 'cut'))
+
