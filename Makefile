@@ -29,13 +29,15 @@ demo: install data
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --csv $(DEMO_WORK_DIR)/prediction.csv
 	$(PY) tools/analysis/report.py $(DEMO_WORK_DIR)
 
-# everything (what CI runs)
+# everything (what CI runs); one worker per core, each test file in one worker (module
+# fixtures train once)
+PYTEST_WORKERS ?= auto
 test: install data
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # the inner loop: all but the end-to-end runs marked slow
 test-fast: install data
-	$(PY) -m pytest -m 'not slow'
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m 'not slow'
 
 clean:
 	rm -rf $(DEMO_WORK_DIR) .pytest_cache
