@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                                   fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, 'max', factor=0.2,
                                                            patience=3)
-    stamps = dict(ready=time.time(), train=[], val=[], save=[])
+    stamps = dict(train=[], val=[])
     best = -1.0
     for _ in range(args.epochs):
         start = time.time()
@@ -89,11 +89,9 @@ def main(argv=None) -> int:
         top1 = 100.0 * correct / len(val_set)
         scheduler.step(top1)
         stamps['val'].append([start, time.time()])
-        start = time.time()
         if top1 > best:
             best = top1
             torch.save(model.state_dict(), osp.join(osp.dirname(args.out), 'best.pth'))
-        stamps['save'].append([start, time.time()])
     stamps['done'] = time.time()
     stamps['best_top1'] = best
     with open(args.out, 'w') as file:

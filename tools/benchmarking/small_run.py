@@ -112,15 +112,14 @@ def plain_arguments(cfg: Config, num_classes: int, epochs: int, batch_size: int,
             for item in (f'--{key.replace("_", "-")}', str(value))]
 
 
-def run_plain(config: str, data_root: str, work_dir: str, epochs: int, batch_size: int,
-              num_workers: int) -> Dict[str, float]:
+def run_plain(config: str, data_root: str, work_dir: str, num_classes: int, epochs: int,
+              batch_size: int, num_workers: int) -> Dict[str, float]:
     """``plain_run.py`` with the model and loop of ``config``; its phases."""
     os.makedirs(work_dir, exist_ok=True)
     stamps_file = osp.join(work_dir, 'phases.json')
-    cfg = load_config(config)
     command = [sys.executable, osp.join(TOOLS, 'benchmarking', 'plain_run.py'), data_root,
-               stamps_file, *plain_arguments(cfg, len(class_folders(osp.join(data_root, 'train'))),
-                                             epochs, batch_size, num_workers)]
+               stamps_file, *plain_arguments(load_config(config), num_classes, epochs,
+                                             batch_size, num_workers)]
     launched, exited = _timed(command, osp.join(work_dir, 'run.log'))
     with open(stamps_file) as file:
         return phases(json.load(file), launched, exited)
@@ -143,7 +142,7 @@ def compare_small_runs(config: str, data_root: str, work_dir: str, epochs: int =
                                      options, calibrate))
         log(f'plain loop, run {repeat + 1} of {repeats} ...')
         runs['plain'].append(run_plain(config, data_root, osp.join(work_dir, f'plain_{repeat}'),
-                                       epochs, batch_size, num_workers))
+                                       num_classes, epochs, batch_size, num_workers))
     median = {side: {phase: sorted(run[phase] for run in results)[len(results) // 2]
                      for phase in (*PHASES, 'total')}
               for side, results in runs.items()}
