@@ -4,9 +4,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from mmengine.dataset import default_collate
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from ..apis.inference import ImageListDataset
@@ -61,6 +58,11 @@ def rgb_images(batch: dict) -> list:
 def gradcam_overlays(classifier, image_paths: Sequence[str],
                      target_classes: Sequence[int]) -> list:
     """RGB uint8 images (as the model sees them) with the Grad-CAM map of each target class."""
+    # imported here: pytorch-grad-cam loads SciPy and scikit-learn (over a second), which
+    # every tool importing bioplugin.analysis would otherwise pay for
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     model = classifier.model
     if hasattr(model, 'module'):  # a TTA wrapper: explain the plain model
         model = model.module
