@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bioplugin.analysis.calibrate import calibrate_checkpoint, format_calibration
+from bioplugin.analysis.report import work_dir_config
 from bioplugin.apis import BioClassifier, load_config
 from bioplugin.errors import ConfigError
 from bioplugin.evaluation import PredictionWriter
@@ -93,6 +94,22 @@ def trained(tmp_path_factory):
     assert 'Score calibration: temperature' in result.stdout
     best = sorted(work_dir.glob('best_*.pth'))[-1]
     return data, work_dir, str(best)
+
+
+@pytest.mark.slow
+def test_evaluations_keep_the_training_config_in_the_work_dir(trained):
+    """The end-of-training calibration evaluates val and train; the work dir keeps the config
+    it was trained with (tools read it back), each evaluation's config is beside its log."""
+    _, work_dir, best = trained
+    saved = load_config(work_dir_config(str(work_dir)))
+    assert osp.basename(saved.filename) == osp.basename(TINY_CONFIG)
+    assert saved.load_from is None
+    assert saved.test_dataloader.dataset.data_prefix == 'test'
+    assert saved.test_evaluator.out_file == 'prediction.csv'
+    assert 'split' not in saved.test_evaluator  # what an evaluation's config adds
+    evaluation_configs = [load_config(str(path))
+                          for path in work_dir.glob(f'2*/{osp.basename(TINY_CONFIG)}')]
+    assert best in [cfg.load_from for cfg in evaluation_configs]
 
 
 @pytest.mark.slow

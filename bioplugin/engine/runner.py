@@ -12,15 +12,19 @@ loader settings, ``precision='auto'``, gloo process groups for multi-process run
 accuracies larger than the class count, the data preprocessor's class count (Mixup / CutMix
 need it) from the head's, and a writable work dir. The config's text is formatted once: MMEngine
 formats it (yapf, a quarter to half a second) for the log, the dump, the message hub and again
-inside every checkpoint. Training checks the data
+inside every checkpoint. The work dir keeps the config it was trained with (an evaluation saves
+its own beside its log). Training checks the data
 against the model, turns ``loss.class_weight='inverse_frequency'`` into weights from the
 training folders and ImageNet aliases into checked local files. Every checkpoint is loaded
 safely and strictly (one sentence when it does not fit), ``resume`` without a path falls back
 to the newest complete checkpoint, and evaluation labels its split with the checkpoint's classes.
 """
 import copy
+import os.path as osp
+from typing import Optional
 
 from mmengine.config import Config
+from mmengine.dist import master_only
 from mmengine.registry import RUNNERS  # looked up before any default scope is set
 from mmengine.runner import Runner
 
@@ -124,7 +128,19 @@ class BioRunner(Runner):
                 f'{dataloader.batch_size}; lower `train_dataloader.batch_size`.')
         resolve_class_weights(bare_model(self.model), dataset)
 
+    @master_only
+    def dump_config(self, into: Optional[str] = None) -> None:
+        """Save the config as ``into/<config name>.py``. MMEngine calls this while building the
+        Runner, before it is known whether it will train or evaluate, and then nothing is
+        written: training saves it into the work dir, where the tools read it back, and an
+        evaluation beside its own log, so that an evaluation never replaces the config a work
+        dir was trained with."""
+        if into is not None:
+            self.cfg.dump(osp.join(into, osp.basename(self.cfg.filename or
+                                                      f'{self.timestamp}.py')))
+
     def train(self):
+        self.dump_config(self.work_dir)
         self.check_training_data()  # before any weights are downloaded
         model = bare_model(self.model)
         if self._resume:
@@ -136,10 +152,12 @@ class BioRunner(Runner):
 
     # ------------------------------------------------------------------ evaluation
     def val(self):
+        self.dump_config(self.log_dir)
         self._label_with_checkpoint_classes(self._val_dataloader)
         return super().val()
 
     def test(self):
+        self.dump_config(self.log_dir)
         self._label_with_checkpoint_classes(self._test_dataloader)
         return super().test()
 
