@@ -1,5 +1,6 @@
 """Temperature scaling: the fit, the honest (cross-fitted) estimate, where the temperature is
 stored and that every prediction path applies it."""
+import importlib
 import json
 import os.path as osp
 
@@ -9,7 +10,8 @@ import pytest
 
 from bioplugin.analysis.calibrate import calibrate_checkpoint, format_calibration
 from bioplugin.analysis.report import work_dir_config
-from bioplugin.apis import BioClassifier, load_config
+from bioplugin.apis import (BioClassifier, CheckpointEvaluator, build_runner, evaluate,
+                            load_config)
 from bioplugin.errors import ConfigError
 from bioplugin.evaluation import PredictionWriter
 from bioplugin.evaluation.calibration import (apply_temperature, calibrate,
@@ -17,6 +19,8 @@ from bioplugin.evaluation.calibration import (apply_temperature, calibrate,
                                               read_calibration)
 from bioplugin.evaluation.review import choose_thresholds, decisions, review_queue
 from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main
+
+evaluate_module = importlib.import_module('bioplugin.apis.evaluate')  # not the function
 
 
 def overconfident(n=20000, classes=5, true_temperature=2.0, seed=0):
@@ -110,6 +114,33 @@ def test_evaluations_keep_the_training_config_in_the_work_dir(trained):
     evaluation_configs = [load_config(str(path))
                           for path in work_dir.glob(f'2*/{osp.basename(TINY_CONFIG)}')]
     assert best in [cfg.load_from for cfg in evaluation_configs]
+
+
+@pytest.mark.slow
+def test_one_runner_evaluates_several_splits_as_separate_runs_do(trained, tmp_path,
+                                                                 monkeypatch):
+    data, _, best = trained
+    cfg = load_config(TINY_CONFIG, data_root=data, work_dir=str(tmp_path))
+    options = dict(raw_scores=True, unknown=False, out_dir=str(tmp_path))
+    separate = {split: evaluate(cfg, best, split, **options) for split in ('val', 'train')}
+    builds = []
+    monkeypatch.setattr(evaluate_module, 'build_runner',
+                        lambda test_cfg: builds.append(test_cfg) or build_runner(test_cfg))
+    evaluations = CheckpointEvaluator(cfg, best, **options)
+    together = {split: evaluations(split) for split in ('val', 'train')}
+    assert len(builds) == 1
+    for split in ('val', 'train'):
+        np.testing.assert_allclose(together[split]['scores'], separate[split]['scores'],
+                                   atol=1e-6)
+        np.testing.assert_array_equal(together[split]['gt_labels'],
+                                      separate[split]['gt_labels'])
+        assert together[split]['metrics'] == pytest.approx(separate[split]['metrics'])
+        assert list(together[split]['predictions'].image_name) == list(
+            separate[split]['predictions'].image_name)
+        assert osp.isfile(together[split]['predictions_file'])
+        assert together[split]['predictions_file'].endswith(f'predictions_{split}.csv')
+    assert len(together['train']['predictions']) == 24 and len(
+        together['val']['predictions']) == 24
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 from mmengine.config import Config
 
-from ..apis import evaluate, load_config
+from ..apis import CheckpointEvaluator, load_config
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..evaluation.calibration import apply_temperature, calibrate, save_calibration
 from ..evaluation.open_set import KNOWN_RATE, NEIGHBOURS, fit_open_set, save_feature_bank
@@ -35,8 +35,9 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
     checkpoint = resolve_checkpoint(checkpoint)
     out_dir = out_dir or osp.join(osp.dirname(osp.abspath(checkpoint)), 'calibration')
     os.makedirs(out_dir, exist_ok=True)
-    evaluation = evaluate(cfg, checkpoint, 'val', trust_checkpoint=trust_checkpoint,
-                          raw_scores=True, unknown=False, out_dir=out_dir)
+    evaluations = CheckpointEvaluator(cfg, checkpoint, trust_checkpoint=trust_checkpoint,
+                                      raw_scores=True, unknown=False, out_dir=out_dir)
+    evaluation = evaluations('val')
     scores, labels = evaluation['scores'], evaluation['gt_labels']
     readable = ~np.isnan(scores).any(1)
     record = calibrate(scores[readable], labels[readable], len(evaluation['classes']),
@@ -46,9 +47,8 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
                                          target_precision)
     record['warnings'] += record['review']['warnings']
     if open_set:
-        record['open_set'] = fit_unknown_threshold(cfg, checkpoint, evaluation, readable,
-                                                   out_dir, trust_checkpoint, known_rate,
-                                                   neighbours)
+        record['open_set'] = fit_unknown_threshold(evaluations, evaluation, readable,
+                                                   known_rate, neighbours)
         record['warnings'] += record['open_set']['warnings']
     record['file'] = save_calibration(checkpoint, record)
     if record['images']:
@@ -59,22 +59,21 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
     return record
 
 
-def fit_unknown_threshold(cfg: Config, checkpoint: str, val: dict, readable: np.ndarray,
-                          out_dir: str, trust_checkpoint: bool, known_rate: float,
-                          neighbours: int) -> dict:
+def fit_unknown_threshold(evaluations: CheckpointEvaluator, val: dict, readable: np.ndarray,
+                          known_rate: float, neighbours: int) -> dict:
     """The ``open_set`` record: the training features (the train split through the test
-    pipeline, saved beside the checkpoint) and the threshold fitted on ``val``."""
+    pipeline, by the Runner that evaluated ``val``; saved beside the checkpoint) and the
+    threshold fitted on ``val``."""
     if val['features'] is None:
         return dict(threshold=None, warnings=[
             "the model's head gives no features (use BioClsHead): no unknown flag"])
-    train = evaluate(cfg, checkpoint, 'train', trust_checkpoint=trust_checkpoint,
-                     raw_scores=True, unknown=False, out_dir=out_dir)
+    train = evaluations('train')
     usable = ~np.isnan(train['scores']).any(1)
     bank = train['features'][usable]
     record = fit_open_set(val['logits'][readable], val['features'][readable], bank,
                           k=neighbours, known_rate=known_rate)
     record['feature_bank'] = osp.basename(
-        save_feature_bank(checkpoint, bank, train['gt_labels'][usable]))
+        save_feature_bank(evaluations.checkpoint, bank, train['gt_labels'][usable]))
     return record
 
 

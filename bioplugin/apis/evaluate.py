@@ -135,10 +135,10 @@ def check_unique_names(cfg: Config, classes=None, full_name: bool = False) -> No
                 full_name=full_name)
 
 
-def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]:
-    """Build the Runner of a :func:`build_test_config` config and test; returns the Runner
-    and the metrics (empty for an unlabeled split). ``trust_checkpoint`` allows a checkpoint
-    that holds pickled objects beyond weights."""
+def check_test_config(cfg: Config, trust_checkpoint: bool = False) -> None:
+    """Refuse a :func:`build_test_config` config that cannot run before any image is read: an
+    unlabeled split with two images of one name, a taxonomy that does not fit the classes.
+    ``trust_checkpoint`` allows a checkpoint that holds pickled objects beyond weights."""
     if cfg.load_from is None:  # an ONNX file: its metadata names the classes
         classes = read_metadata(onnx_model_config(cfg).onnx_file)['classes']
     else:
@@ -147,8 +147,14 @@ def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]
         classes = checkpoint_io.checkpoint_classes(
             checkpoint_io.read_checkpoint(cfg.load_from, mmap=True))
     check_unique_names(cfg, classes, cfg.test_evaluator.get('full_name', False))
-    if cfg.test_evaluator.get('taxonomy'):  # a bad file stops before any image is read
+    if cfg.test_evaluator.get('taxonomy'):
         read_taxonomy(cfg.test_evaluator.taxonomy, classes)
+
+
+def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]:
+    """Build the Runner of a :func:`build_test_config` config and test; returns the Runner
+    and the metrics (empty for an unlabeled split)."""
+    check_test_config(cfg, trust_checkpoint)
     runner = build_runner(cfg)
     metrics = runner.test()
     return runner, metrics
@@ -160,6 +166,41 @@ def prediction_writer(runner: Runner):
                 if isinstance(metric, PredictionWriter))
 
 
+class CheckpointEvaluator:
+    """Evaluations of one checkpoint on split after split through one Runner: the model is
+    built and its weights loaded once. Calling it with a split returns what :func:`evaluate`
+    does; ``options`` as :func:`build_test_config` takes them::
+
+        evaluations = CheckpointEvaluator(cfg, 'work_dirs/run1', raw_scores=True)
+        val, train = evaluations('val'), evaluations('train')
+    """
+
+    def __init__(self, config, checkpoint: str, cfg_options: Optional[dict] = None,
+                 data_root: Optional[str] = None, trust_checkpoint: bool = False, **options):
+        self.cfg = config if isinstance(config, Config) else load_config(
+            config, cfg_options, data_root=data_root)
+        self.checkpoint = checkpoint
+        self.trust_checkpoint = trust_checkpoint
+        self.options = options
+        self.runner = None
+
+    def __call__(self, split: str = 'val') -> dict:
+        cfg = build_test_config(self.cfg, self.checkpoint, split, **self.options)
+        if self.runner is None:
+            self.runner, metrics = run_test(cfg, self.trust_checkpoint)
+        else:
+            check_test_config(cfg)
+            metrics = self.runner.test_with(cfg.test_dataloader, cfg.test_evaluator)
+        writer = prediction_writer(self.runner)
+        return dict(metrics=metrics, predictions=writer.frame, scores=writer.scores,
+                    gt_labels=writer.gt_labels, logits=writer.logits, features=writer.features,
+                    temperature=writer.temperature,
+                    classes=list(writer.dataset_meta['classes']), checkpoint=model_file(cfg),
+                    metrics_file=(writer.output_path(cfg.test_evaluator.metrics_file)
+                                  if cfg.test_evaluator.metrics_file else None),
+                    predictions_file=writer.output_path(cfg.test_evaluator.out_file))
+
+
 def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[dict] = None,
              data_root: Optional[str] = None, trust_checkpoint: bool = False,
              **options) -> dict:
@@ -168,16 +209,7 @@ def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[
     ``predictions`` (the per-image table), ``scores`` (every class's probability) and
     ``gt_labels`` (indices, labeled splits), ``logits`` and head ``features`` (None unless the
     head gives them), the ``temperature`` applied, ``classes``,
-    ``checkpoint`` and the files written (``metrics_file``, ``predictions_file``)."""
-    cfg = config if isinstance(config, Config) else load_config(config, cfg_options,
-                                                                data_root=data_root)
-    cfg = build_test_config(cfg, checkpoint, split, **options)
-    runner, metrics = run_test(cfg, trust_checkpoint)
-    writer = prediction_writer(runner)
-    return dict(metrics=metrics, predictions=writer.frame, scores=writer.scores,
-                gt_labels=writer.gt_labels, logits=writer.logits, features=writer.features, temperature=writer.temperature,
-                classes=list(writer.dataset_meta['classes']),
-                checkpoint=model_file(cfg),
-                metrics_file=(writer.output_path(cfg.test_evaluator.metrics_file)
-                              if cfg.test_evaluator.metrics_file else None),
-                predictions_file=writer.output_path(cfg.test_evaluator.out_file))
+    ``checkpoint`` and the files written (``metrics_file``, ``predictions_file``). Several
+    splits of one checkpoint: :class:`CheckpointEvaluator`."""
+    return CheckpointEvaluator(config, checkpoint, cfg_options, data_root, trust_checkpoint,
+                               **options)(split)
