@@ -15,6 +15,7 @@ iterations. Phases, from wall-clock stamps (``PhaseTimerHook`` in ours):
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 import time
@@ -143,7 +144,7 @@ def compare_small_runs(config: str, data_root: str, work_dir: str, epochs: int =
         log(f'plain loop, run {repeat + 1} of {repeats} ...')
         runs['plain'].append(run_plain(config, data_root, osp.join(work_dir, f'plain_{repeat}'),
                                        num_classes, epochs, batch_size, num_workers))
-    median = {side: {phase: sorted(run[phase] for run in results)[len(results) // 2]
+    median = {side: {phase: statistics.median(run[phase] for run in results)
                      for phase in (*PHASES, 'total')}
               for side, results in runs.items()}
     return dict(runs=runs, median=median, epochs=epochs, calibrate=calibrate)
