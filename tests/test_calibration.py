@@ -121,6 +121,8 @@ def test_one_runner_evaluates_several_splits_as_separate_runs_do(trained, tmp_pa
                                                                  monkeypatch):
     data, _, best = trained
     cfg = load_config(TINY_CONFIG, data_root=data, work_dir=str(tmp_path))
+    for split in ('train_dataloader', 'val_dataloader'):  # resolved for every split
+        cfg[split].update(num_workers='auto', persistent_workers=True)
     options = dict(raw_scores=True, unknown=False, out_dir=str(tmp_path))
     separate = {split: evaluate(cfg, best, split, **options) for split in ('val', 'train')}
     builds = []

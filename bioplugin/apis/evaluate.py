@@ -190,7 +190,7 @@ class CheckpointEvaluator:
             self.runner, metrics = run_test(cfg, self.trust_checkpoint)
         else:
             check_test_config(cfg)
-            metrics = self.runner.test_with(cfg.test_dataloader, cfg.test_evaluator)
+            metrics = self.runner.test_with(cfg)
         writer = prediction_writer(self.runner)
         return dict(metrics=metrics, predictions=writer.frame, scores=writer.scores,
                     gt_labels=writer.gt_labels, logits=writer.logits, features=writer.features,

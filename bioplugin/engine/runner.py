@@ -161,11 +161,13 @@ class BioRunner(Runner):
         self._label_with_checkpoint_classes(self._test_dataloader)
         return super().test()
 
-    def test_with(self, dataloader: dict, evaluator) -> dict:
-        """Test again on another loader with another evaluator (config dicts); the model and
-        its loaded weights stay. Several splits of one checkpoint thus need one Runner."""
-        self._test_dataloader, self._test_evaluator = dataloader, evaluator
-        self._test_loop = self.cfg.get('test_cfg') or dict()
+    def test_with(self, cfg: Config) -> dict:
+        """Test again with the loader and evaluator of another test config (resolved as
+        :meth:`from_cfg` resolves a config); the model and its loaded weights stay. Several
+        splits of one checkpoint thus need one Runner."""
+        cfg = resolve_config(cfg)
+        self._test_dataloader, self._test_evaluator = cfg.test_dataloader, cfg.test_evaluator
+        self._test_loop = cfg.get('test_cfg') or dict()
         return self.test()
 
     def _label_with_checkpoint_classes(self, loader) -> None:
