@@ -169,7 +169,7 @@ def prediction_writer(runner: Runner):
 class CheckpointEvaluator:
     """Evaluations of one checkpoint on split after split through one Runner: the model is
     built and its weights loaded once. Calling it with a split returns what :func:`evaluate`
-    does; ``options`` as :func:`build_test_config` takes them::
+    does; ``options``, as :func:`build_test_config` takes them, hold for every split::
 
         evaluations = CheckpointEvaluator(cfg, 'work_dirs/run1', raw_scores=True)
         val, train = evaluations('val'), evaluations('train')
