@@ -23,7 +23,9 @@ from torchvision.datasets import ImageFolder
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
-from benchmarking.reference import seed_test_transform, seed_train_transform  # noqa: E402
+from benchmarking.reference import (SEED_CLIP_NORM, SEED_LABEL_SMOOTHING,  # noqa: E402
+                                    SEED_LR, SEED_WEIGHT_DECAY, seed_test_transform,
+                                    seed_train_transform)
 
 LAYERS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
           50: (Bottleneck, [3, 4, 6, 3]), 101: (Bottleneck, [3, 4, 23, 3]),
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
                           ('hidden-channels', 512), ('num-classes', 2), ('image-size', 224),
                           ('epochs', 5), ('batch-size', 16), ('num-workers', 2)):
         parser.add_argument(f'--{name}', type=int, default=default)
-    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--lr', type=float, default=SEED_LR)
     parser.add_argument('--seed', type=int, default=42)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -63,8 +65,9 @@ def main(argv=None) -> int:
                   persistent_workers=args.num_workers > 0)
     train_loader = DataLoader(train_set, shuffle=True, drop_last=True, **loader)
     val_loader = DataLoader(val_set, **loader)
-    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4,
+    criterion = nn.CrossEntropyLoss(label_smoothing=SEED_LABEL_SMOOTHING)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
+                                  weight_decay=SEED_WEIGHT_DECAY,
                                   fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, 'max', factor=0.2,
                                                            patience=3)
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
             loss = criterion(model(images), labels)
             optimizer.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(model.parameters(), SEED_CLIP_NORM)
             optimizer.step()
         stamps['train'].append([start, time.time()])
         start = time.time()

@@ -1,4 +1,5 @@
-"""The reference: the seed's plain torchvision data path, written from the recipe table."""
+"""The reference: the seed's plain torchvision data path and training settings, written from
+the recipe table (torch and torchvision only: the plain loops import it)."""
 from typing import Callable, Sequence
 
 from PIL import Image
@@ -7,6 +8,12 @@ from torchvision import transforms as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# the seed's training recipe
+SEED_LR = 1e-3
+SEED_WEIGHT_DECAY = 1e-4
+SEED_LABEL_SMOOTHING = 0.1
+SEED_CLIP_NORM = 1.0
 
 
 def seed_train_transform(size: int = 224) -> T.Compose:

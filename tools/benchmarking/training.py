@@ -26,13 +26,8 @@ from bioplugin.apis.train import build_runner, build_train_config
 
 from .common import (BenchmarkSettings, build_model, is_channels_last, iteration_rate,
                      model_options, synchronize)
-from .reference import seed_train_transform
-
-# the seed's training recipe
-SEED_LR = 1e-3
-SEED_WEIGHT_DECAY = 1e-4
-SEED_LABEL_SMOOTHING = 0.1
-SEED_CLIP_NORM = 1.0
+from .reference import (SEED_CLIP_NORM, SEED_LABEL_SMOOTHING, SEED_LR, SEED_WEIGHT_DECAY,
+                        seed_train_transform)
 
 
 def training_precision(optim_wrapper, model: nn.Module) -> dict:
