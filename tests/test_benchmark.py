@@ -1,5 +1,6 @@
 """tools/benchmark.py end to end on the tiny config (every row, no timing assertions), and the
 ratio / verdict arithmetic of its report."""
+import ast
 import json
 import math
 import os.path as osp
@@ -191,6 +192,23 @@ def test_plain_loop_mirrors_the_configs_resnet_or_refuses_it():
                       '--epochs': '2', '--batch-size': '8', '--num-workers': '0'}
     with pytest.raises(ValueError, match='torchvision widths'):
         plain_arguments(load_config(TINY_CONFIG), 3, 1, 4, 0)
+
+
+def test_plain_loop_imports_torch_and_torchvision_only():
+    """Its start-up is the reference of ours: no MMEngine, MMPretrain or bioplugin in it."""
+    script = osp.join(REPO, 'tools', 'benchmarking', 'plain_run.py')
+    probe = ('import runpy, sys\n'
+             f'sys.argv = [{script!r}, "--help"]\n'
+             'try:\n'
+             f'    runpy.run_path({script!r}, run_name="__main__")\n'
+             'except SystemExit:\n'
+             '    pass\n'
+             'print(sorted({name.split(".")[0] for name in sys.modules}))\n')
+    result = run_tool('-c', probe)
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
+    assert {'torch', 'torchvision'} <= loaded
+    assert not loaded & {'mmengine', 'mmpretrain', 'mmcv', 'bioplugin', 'benchmarking'}
 
 
 @pytest.mark.slow

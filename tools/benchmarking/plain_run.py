@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
-from benchmarking.reference import (SEED_CLIP_NORM, SEED_LABEL_SMOOTHING,  # noqa: E402
-                                    SEED_LR, SEED_WEIGHT_DECAY, seed_test_transform,
-                                    seed_train_transform)
+# reference.py on its own, not through the benchmarking package (which loads MMEngine)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from reference import (SEED_CLIP_NORM, SEED_LABEL_SMOOTHING, SEED_LR,  # noqa: E402
+                       SEED_WEIGHT_DECAY, seed_test_transform, seed_train_transform)
 
 LAYERS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]),
           50: (Bottleneck, [3, 4, 6, 3]), 101: (Bottleneck, [3, 4, 23, 3]),
