@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bioplugin.datasets import doctor
+from bioplugin.datasets.curation import doctor
 from bioplugin.datasets.image_io import BadImageError, decode_image, load_image, probe_image
 from bioplugin.datasets.image_io import read_image_bytes
 from bioplugin.errors import DatasetError

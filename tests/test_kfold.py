@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from bioplugin.apis.kfold import RESULT, run_kfold
-from bioplugin.datasets.folds import assign_folds, labeled_images, read_groups, write_split
+from bioplugin.datasets.curation.folds import (assign_folds, labeled_images, read_groups,
+                                               write_split)
 from bioplugin.errors import DatasetError
 from helpers import TINY_CONFIG, make_image_folder, tool_main
 

@@ -17,8 +17,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..datasets.folds import (assign_folds, fold_shares, labeled_images, read_groups,
-                              write_split)
+from ..datasets.curation.folds import (assign_folds, fold_shares, labeled_images, read_groups,
+                                       write_split)
 from ..fileio import atomic_write
 from .evaluate import evaluate
 from .train import build_train_config, train

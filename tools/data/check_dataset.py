@@ -14,10 +14,10 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.apis.cli import run_tool, tool_parser
-from bioplugin.datasets.doctor import (DEFAULT_MIN_SIZE, diagnose, format_findings,
-                                       summary_table, verdict)
+from bioplugin.datasets.curation.doctor import (DEFAULT_MIN_SIZE, diagnose, format_findings,
+                                                summary_table, verdict)
+from bioplugin.datasets.curation.near_duplicates import THRESHOLD
 from bioplugin.datasets.image_io import MAX_IMAGE_PIXELS
-from bioplugin.datasets.near_duplicates import THRESHOLD
 from bioplugin.evaluation import write_csv_atomic
 
 

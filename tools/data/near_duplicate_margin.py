@@ -17,7 +17,7 @@ import numpy as np
 import bioplugin  # noqa: F401
 from bioplugin.datasets.folder_layout import scan_images
 from bioplugin.datasets.image_io import load_image
-from bioplugin.datasets.near_duplicates import THRESHOLD, grey_preview, similarity
+from bioplugin.datasets.curation.near_duplicates import THRESHOLD, grey_preview, similarity
 
 
 def copies_of(image: np.ndarray) -> dict:

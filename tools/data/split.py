@@ -13,8 +13,8 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.apis.cli import run_tool, tool_parser
-from bioplugin.datasets.folds import (assign_folds, fold_shares, labeled_images, read_groups,
-                                      write_split)
+from bioplugin.datasets.curation.folds import (assign_folds, fold_shares, labeled_images,
+                                               read_groups, write_split)
 from bioplugin.errors import DatasetError
 
 

@@ -24,9 +24,9 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DatasetError
-from ..fileio import atomic_write
-from .folder_layout import class_folders, scan_images
+from ...errors import DatasetError
+from ...fileio import atomic_write
+from ..folder_layout import class_folders, scan_images
 
 LABELED_SPLITS = ('train', 'val')
 MANIFEST = 'fold_manifest.json'

@@ -9,7 +9,7 @@ automatically (grayscale, alpha, palette, 16-bit, CMYK, EXIF rotation). :data:`I
 the codes. A file is *truncated* when it has a JPEG/PNG signature but no end marker, *corrupt*
 when it is complete but cannot be decoded, *not_image* when it has no known image signature.
 Byte-identical files are *duplicates*; resized, re-encoded or slightly cropped copies are
-*near-duplicates* (:mod:`~bioplugin.datasets.near_duplicates`): in two splits an error (a
+*near-duplicates* (:mod:`~bioplugin.datasets.curation.near_duplicates`): in two splits an error (a
 leak between train and evaluation), within one a warning.
 """
 import hashlib
@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..errors import DatasetError
-from .folder_layout import class_folders, is_image_file, natural_key, scan_images
-from .image_io import (MAX_IMAGE_PIXELS, BadImageError, ImageHeader, decode_image,
+from ...errors import DatasetError
+from ..folder_layout import class_folders, is_image_file, natural_key, scan_images
+from ..image_io import (MAX_IMAGE_PIXELS, BadImageError, ImageHeader, decode_image,
                        probe_image, read_image_bytes)
 from .near_duplicates import THRESHOLD, grey_preview, near_duplicates
 
