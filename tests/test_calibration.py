@@ -8,57 +8,57 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bioplugin.analysis.calibrate import calibrate_checkpoint, format_calibration
-from bioplugin.analysis.report import work_dir_config
 from bioplugin.apis import (BioClassifier, CheckpointEvaluator, build_runner, evaluate,
-                            load_config)
+                            format_calibration, load_config, work_dir_config)
 from bioplugin.errors import ConfigError
 from bioplugin.evaluation import PredictionWriter
-from bioplugin.evaluation.calibration import (apply_temperature, calibrate,
-                                              calibration_metrics, fit_temperature,
-                                              read_calibration)
+from bioplugin.evaluation.model_facts import read_calibration
+from bioplugin.evaluation.temperature_scaling import (calibrate, calibrated_scores,
+                                                      calibration_metrics, fit_temperature)
 from bioplugin.evaluation.review import choose_thresholds, decisions, review_queue
 from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main
 
 evaluate_module = importlib.import_module('bioplugin.apis.evaluate')  # not the function
 
 
+def softmax(logits):
+    exp = np.exp(logits - logits.max(1, keepdims=True))
+    return exp / exp.sum(1, keepdims=True)
+
+
 def overconfident(n=20000, classes=5, true_temperature=2.0, seed=0):
-    """Scores softmax(z) of a model whose labels really follow softmax(z / T)."""
+    """Logits z of a model whose labels really follow softmax(z / T)."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 3, (n, classes))
-    def softmax(x):
-        e = np.exp(x - x.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
     truth = softmax(logits / true_temperature)
     labels = np.array([rng.choice(classes, p=p) for p in truth])
-    return softmax(logits), labels
+    return logits, labels
 
 
 def test_fit_recovers_a_known_temperature():
-    scores, labels = overconfident(true_temperature=2.0)
-    assert fit_temperature(scores, labels) == pytest.approx(2.0, rel=0.05)
-    scores, labels = overconfident(true_temperature=0.5, seed=1)  # underconfident
-    assert fit_temperature(scores, labels) == pytest.approx(0.5, rel=0.05)
+    logits, labels = overconfident(true_temperature=2.0)
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.05)
+    logits, labels = overconfident(true_temperature=0.5, seed=1)  # underconfident
+    assert fit_temperature(logits, labels) == pytest.approx(0.5, rel=0.05)
 
 
 def test_cross_fitted_estimate_improves_an_overconfident_model():
-    scores, labels = overconfident(n=4000)
-    record = calibrate(scores, labels, num_classes=5)
+    logits, labels = overconfident(n=4000)
+    record = calibrate(logits, labels, num_classes=5)
     assert record['after']['ece'] < record['before']['ece'] / 2
     assert record['after']['nll'] < record['before']['nll']
     assert record['after']['brier'] < record['before']['brier']
     assert len(record['fold_temperatures']) == 2 and not record['warnings']
     # the ranking never changes, so neither does top-1
-    calibrated = apply_temperature(scores, record['temperature'])
-    assert (calibrated.argmax(1) == scores.argmax(1)).all()
+    calibrated = calibrated_scores(logits, record['temperature'])
+    assert (calibrated.argmax(1) == logits.argmax(1)).all()
     np.testing.assert_allclose(calibrated.sum(1), 1, atol=1e-9)
 
 
 def test_calibration_metrics_by_hand():
     scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
     labels = [0, 1, 1]
-    metrics = calibration_metrics(scores, labels)
+    metrics = calibration_metrics(np.log(scores), labels)  # log p: logits of softmax p
     # bins: 0.9 (right), 0.8 (wrong), 0.7 (right): |0.9-1| + |0.8-0| + |0.7-1|, over 3
     assert metrics['ece'] == pytest.approx((0.1 + 0.8 + 0.3) / 3)
     assert metrics['nll'] == pytest.approx(-np.log([0.9, 0.2, 0.7]).mean())
@@ -67,13 +67,13 @@ def test_calibration_metrics_by_hand():
 
 
 def test_small_val_split_keeps_temperature_one_with_a_warning():
-    scores, labels = overconfident(n=12)
-    record = calibrate(scores, labels, num_classes=5)
+    logits, labels = overconfident(n=12)
+    record = calibrate(logits, labels, num_classes=5)
     assert record['temperature'] == 1.0 and 'too few to fit' in record['warnings'][0]
     assert 'calibrated' not in format_calibration(record)
-    scores, labels = overconfident(n=400, classes=5)
+    logits, labels = overconfident(n=400, classes=5)
     keep = labels != 4
-    record = calibrate(scores[keep], labels[keep], num_classes=5)
+    record = calibrate(logits[keep], labels[keep], num_classes=5)
     assert record['temperature'] != 1.0
     assert any('have no val image' in warning for warning in record['warnings'])
 
@@ -158,7 +158,8 @@ def test_training_stores_a_temperature_that_every_path_applies(trained, tmp_path
     for name, extra in (('calibrated', []), ('raw', ['--raw-scores'])):
         status, stdout, stderr = tool_main('test.py', TINY_CONFIG, best, '--csv',
                                            tmp_path / f'{name}.csv', '--data-root', data,
-                                           '--work-dir', tmp_path, '--topk', '3', *extra)
+                                           '--work-dir', tmp_path, '--topk', '3', '--fp32',
+                                           *extra)
         assert status == 0, stderr
         assert ('calibrated with temperature' in stdout) == (not extra)
         csv[name] = pd.read_csv(tmp_path / f'{name}.csv', dtype={'pred_label': str})
@@ -167,12 +168,13 @@ def test_training_stores_a_temperature_that_every_path_applies(trained, tmp_path
     assert not np.allclose(raw.score, calibrated.score)
     # the calibrated top-3 scores are those of softmax(log p / T) over all classes
     raw_scores = BioClassifier(load_config(TINY_CONFIG, data_root=data), best,
-                               raw_scores=True).predict_scores(
+                               raw_scores=True, precision='fp32').predict_scores(
         [osp.join(data, 'test', f'{name}.jpg') for name in raw.image_name])
-    expected = np.sort(apply_temperature(raw_scores, temperature), axis=1)[:, ::-1]
+    expected = np.sort(softmax(np.log(raw_scores) / temperature), axis=1)[:, ::-1]
     np.testing.assert_allclose(calibrated[['score', 'top2_score', 'top3_score']],
                                expected[:, :3], atol=1e-5)
-    classifier = BioClassifier(load_config(TINY_CONFIG, data_root=data), best)
+    classifier = BioClassifier(load_config(TINY_CONFIG, data_root=data), best,
+                               precision='fp32')
     assert classifier.temperature == temperature
     np.testing.assert_allclose(classifier.predict(osp.join(data, 'test')).score,
                                calibrated.score, atol=1e-5)
@@ -187,7 +189,7 @@ def test_export_carries_the_temperature(trained, tmp_path):
     assert status == 0, stderr
     cfg = load_config(TINY_CONFIG, data_root=data)
     from_onnx = BioClassifier(cfg, str(tmp_path / 'm.onnx'))
-    assert from_onnx.model.temperature == pytest.approx(read_calibration(best)['temperature'])
+    assert from_onnx.temperature == pytest.approx(read_calibration(best)['temperature'])
     images = osp.join(data, 'test')
     np.testing.assert_allclose(
         from_onnx.predict(images).score,
@@ -218,8 +220,8 @@ def precision_at(top, correct, threshold):
 
 
 def test_thresholds_reach_the_target_precision_on_val():
-    scores, labels = overconfident(n=600, classes=3, seed=3)
-    scores = apply_temperature(scores, 2.0)
+    logits, labels = overconfident(n=600, classes=3, seed=3)
+    scores = calibrated_scores(logits, 2.0)
     review = choose_thresholds(scores, labels, ['a', 'b', 'c'], target=0.9,
                                min_class_images=150)
     top, predicted = scores.max(1), scores.argmax(1)
@@ -275,7 +277,7 @@ def test_csv_decision_and_review_csv_agree_with_the_stored_thresholds(trained, t
         open(path, 'w').write(json.dumps(record))
         status, stdout, stderr = tool_main(
             'test.py', TINY_CONFIG, best, '--csv', tmp_path / 'p.csv', '--review-csv',
-            tmp_path / 'review.csv', '--data-root', data, '--work-dir', tmp_path)
+            tmp_path / 'review.csv', '--data-root', data, '--work-dir', tmp_path, '--fp32')
         assert status == 0, stderr
         frame = pd.read_csv(tmp_path / 'p.csv', dtype={'pred_label': str})
         assert list(frame.columns[:2]) == ['image_name', 'pred_label'] and len(frame) == 6
@@ -287,7 +289,8 @@ def test_csv_decision_and_review_csv_agree_with_the_stored_thresholds(trained, t
             frame[frame.decision == 'review'].sort_values('score').image_name)
         assert f'Wrote the {len(queue)} of 6 predictions to review' in stdout
         # the same decisions from the Python API; none on raw scores
-        classifier = BioClassifier(load_config(TINY_CONFIG, data_root=data), best)
+        classifier = BioClassifier(load_config(TINY_CONFIG, data_root=data), best,
+                                   precision='fp32')
         assert list(classifier.predict(osp.join(data, 'test')).decision) == list(expected)
         raw = BioClassifier(load_config(TINY_CONFIG, data_root=data), best, raw_scores=True)
         assert 'decision' not in raw.predict(osp.join(data, 'test'))

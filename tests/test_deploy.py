@@ -17,7 +17,7 @@ from mmengine.dataset import default_collate
 
 from bioplugin.apis import BioClassifier, load_config
 from bioplugin.apis.image_inputs import ImageListDataset
-from bioplugin.apis.inference import load_trained_model
+from bioplugin.models import load_trained_model
 from bioplugin.deploy import export_onnx, parse_metadata
 from bioplugin.errors import CheckpointError, ConfigError
 from helpers import GOLDEN, REPO, TINY_CONFIG, tool_main

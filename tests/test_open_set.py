@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bioplugin.analysis.open_set import measure_open_set
+from bioplugin.analysis.unknown_detection import measure_open_set
 from bioplugin.apis import BioClassifier, load_config
 from bioplugin.errors import ConfigError
-from bioplugin.evaluation.calibration import read_calibration
-from bioplugin.evaluation.open_set import (UnknownScore, add_unknown_columns, fit_open_set,
-                                           open_set_auroc, signals_of)
+from bioplugin.evaluation.model_facts import read_calibration
+from bioplugin.evaluation.post_processor import add_unknown_columns
+from bioplugin.evaluation.unknown_score import (UnknownScore, fit_unknown_score, open_set_auroc,
+                                                signals_of)
 from bioplugin.evaluation.review import decisions
 from helpers import TINY_CONFIG, make_image_folder, run_tool, tool_main, write_image
 
@@ -49,7 +50,7 @@ def test_threshold_passes_the_known_rate_of_val():
     rng = np.random.default_rng(0)
     bank = rng.normal(size=(200, 16))
     logits, features = rng.normal(size=(60, 3)), rng.normal(size=(60, 16))
-    record = fit_open_set(logits, features, bank, k=5, known_rate=0.95)
+    record = fit_unknown_score(logits, features, bank, k=5, known_rate=0.95)
     scores = UnknownScore(torch.as_tensor(bank), 5, record['mean'], record['std'])(
         torch.as_tensor(logits), torch.as_tensor(features)).numpy()
     assert (scores <= record['threshold']).mean() >= 0.95
@@ -58,7 +59,7 @@ def test_threshold_passes_the_known_rate_of_val():
 
 def test_too_few_val_images_give_a_warning_and_no_threshold():
     rng = np.random.default_rng(0)
-    record = fit_open_set(rng.normal(size=(12, 3)), rng.normal(size=(12, 8)),
+    record = fit_unknown_score(rng.normal(size=(12, 3)), rng.normal(size=(12, 8)),
                           rng.normal(size=(30, 8)))
     assert record['threshold'] is None
     assert 'only 12 labeled val images' in record['warnings'][0]
@@ -132,9 +133,10 @@ def test_unseen_pattern_is_flagged_and_known_images_pass(open_set_run):
 def test_csv_python_api_and_onnx_agree_on_the_unknown_column(open_set_run, tmp_path):
     run = open_set_run
     csv = tmp_path / 'prediction.csv'
+    # float32 on both sides: compared with the Python API and an ONNX file (float32 too)
     status, stdout, stderr = tool_main('test.py', TINY_CONFIG, run['best'], '--csv', csv,
                                        '--data-root', run['data'], '--work-dir', tmp_path,
-                                       '--unknown-label', 'not_mine', *TWO_CLASSES)
+                                       '--unknown-label', 'not_mine', '--fp32', *TWO_CLASSES)
     assert status == 0, stderr
     frame = pd.read_csv(csv, dtype={'pred_label': str})
     assert list(frame.columns[:2]) == ['image_name', 'pred_label'] and len(frame) == 28
@@ -147,7 +149,7 @@ def test_csv_python_api_and_onnx_agree_on_the_unknown_column(open_set_run, tmp_p
 
     table = BioClassifier(run['cfg'], run['best'], precision='fp32').predict(
         osp.join(run['data'], 'test'))
-    np.testing.assert_allclose(table.unknown_score, frame.unknown_score, atol=1e-4)
+    np.testing.assert_allclose(table.unknown_score, frame.unknown_score, atol=1e-5)
 
     onnx_file = tmp_path / 'model.onnx'
     status, _, stderr = tool_main('deploy/export_onnx.py', TINY_CONFIG, run['best'], '--out',

@@ -130,6 +130,8 @@ def main(argv=None) -> int:
             print(f'warning: no unknown threshold for {model_file(cfg)} (run '
                   'tools/analysis/calibrate.py on a val split of 20 images or more); '
                   '--unknown-label was not used', file=sys.stderr)
+        for note in writer.post_processor.notes():
+            print(f'warning: {note}', file=sys.stderr)
         report_unreadable(frame)
         return 0
 

@@ -10,7 +10,7 @@ A run stopped by SIGTERM or SIGUSR1 saves a recovery checkpoint and exits with s
 import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
-from bioplugin.analysis.calibrate import calibrate_checkpoint
+from bioplugin.apis import calibrate_checkpoint
 from bioplugin.apis import build_train_config, train
 from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
                                 precision_choice, run_tool, tool_parser)

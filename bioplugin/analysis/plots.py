@@ -150,7 +150,7 @@ def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: 
 def plot_reliability(before: dict, after: dict, before_metrics: dict, after_metrics: dict,
                      title: str = 'Reliability on val (after: cross-fitted)'):
     """Accuracy against confidence per bin, before and after temperature scaling (tables of
-    :func:`~bioplugin.evaluation.calibration.reliability`); the diagonal is perfect
+    :func:`~bioplugin.evaluation.temperature_scaling.reliability`); the diagonal is perfect
     calibration, bars below it are overconfidence."""
     figure = Figure(figsize=(9, 4.2))
     axes = figure.subplots(1, 2, sharey=True)

@@ -12,10 +12,9 @@ import os.path as osp
 import time
 from typing import Optional
 
-from ..apis import BioClassifier, evaluate, load_config
+from ..apis import BioClassifier, evaluate, load_config, work_dir_config
 from ..errors import ConfigError, DatasetError
 from ..evaluation import DISPLAY_NAMES, write_csv_atomic
-from ..evaluation.calibration import read_calibration
 from ..evaluation.taxonomy import read_taxonomy
 from ..fileio import atomic_write
 from .confusion import confused_pairs, confusion_frame, confusion_matrix, per_class_table
@@ -25,14 +24,6 @@ from .gradcam import explain_predictions
 from .model_stats import model_stats
 from .plots import (plot_confused_pairs, plot_confusion_matrix, plot_per_class,
                     plot_reliability, plot_risk_coverage, plot_training_curves, save_figure)
-
-
-def work_dir_config(work_dir: str) -> str:
-    """The config MMEngine saved into ``work_dir`` at the start of training (the newest)."""
-    configs = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime)
-    if not configs:
-        raise ConfigError(f'{work_dir!r} holds no saved config; pass --config.')
-    return configs[-1]
 
 
 def crop_size(cfg) -> int:
@@ -150,7 +141,7 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     gallery = error_gallery(predictions, classifier.test_pipeline_cfg, gallery_images)
     if gallery is not None:
         files['errors_png'] = save_figure(gallery, osp.join(out_dir, 'error_gallery.png'))
-    calibration = read_calibration(evaluation['checkpoint'])
+    calibration = evaluation['facts'].calibration
     if calibration and calibration.get('images'):
         files['reliability_png'] = save_figure(
             plot_reliability(calibration['reliability_before'],

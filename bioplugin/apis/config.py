@@ -2,6 +2,7 @@
 ``--data-root`` for every split, a default work dir. The config's meaning is given by the
 components it names (``BioRunner`` and the rest), not here."""
 import difflib
+import glob
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -9,11 +10,9 @@ from mmengine.config import Config
 
 from mmpretrain.registry import DATASETS
 
-from ..datasets.loader_options import DATALOADERS
+from ..datasets.loader_options import DATALOADERS, SPLITS
 from ..engine.runner import apply_data_root
 from ..errors import ConfigError
-
-SPLITS = dict(zip(('train', 'val', 'test'), DATALOADERS))
 
 
 def load_config(config: str,
@@ -87,3 +86,12 @@ def build_split_dataset(cfg: Config, split: str, classes: Optional[Sequence[str]
         dataset_cfg.pop('classes_from', None)
         dataset_cfg['classes'] = list(classes)
     return DATASETS.build(dataset_cfg)
+
+
+def work_dir_config(work_dir: str) -> str:
+    """The config a work dir was trained with, saved there when training started (the
+    newest, if several)."""
+    configs = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime)
+    if not configs:
+        raise ConfigError(f'{work_dir!r} holds no saved config; pass --config.')
+    return configs[-1]

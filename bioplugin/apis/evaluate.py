@@ -8,14 +8,13 @@ from typing import Optional, Tuple
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..deploy.runtimes import is_onnx_file, read_metadata
+from ..datasets.loader_options import SPLITS
+from ..deploy.runtimes import is_onnx_file
 from ..engine import checkpoint_io
 from ..errors import ConfigError
 from ..evaluation.metrics_report import evaluator_list
-from ..evaluation.prediction_table import image_names
 from ..evaluation.prediction_writer import PredictionWriter
-from ..evaluation.taxonomy import read_taxonomy
-from .config import SPLITS, build_split_dataset, load_config
+from .config import load_config
 from .train import build_runner
 from .tta import apply_tta
 
@@ -86,7 +85,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
     if precision is not None:
         cfg.precision = precision
     if is_onnx_file(checkpoint):
-        use_onnx_model(cfg, checkpoint, backend, launcher, raw_scores)
+        use_onnx_model(cfg, checkpoint, backend, launcher)
     else:
         cfg.load_from = checkpoint_io.resolve_checkpoint(checkpoint)
     if tta:
@@ -97,14 +96,13 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
 
 
 def use_onnx_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime',
-                   launcher: str = 'none', raw_scores: bool = False) -> None:
+                   launcher: str = 'none') -> None:
     """Make the config's model the exported ``onnx_file``: the test loop, TTA and writers stay
     the same; the runtime brings its own arithmetic (no autocast) and threads."""
     if launcher != 'none':
         raise ConfigError('An ONNX model runs in one process; drop --launcher (ONNX Runtime '
                           'uses every core of the machine).')
-    model = dict(type='OnnxClassifier', onnx_file=osp.abspath(onnx_file), backend=backend,
-                 raw_scores=raw_scores)
+    model = dict(type='OnnxClassifier', onnx_file=osp.abspath(onnx_file), backend=backend)
     if isinstance(cfg.get('model'), dict) and cfg.model.get('type') == 'OnnxClassifier':
         model = dict(cfg.model, **model)
     cfg.model = model
@@ -125,36 +123,12 @@ def model_file(cfg: Config) -> str:
     return cfg.get('load_from') or onnx_model_config(cfg).onnx_file
 
 
-def check_unique_names(cfg: Config, classes=None, full_name: bool = False) -> None:
-    """Refuse an unlabeled split with two images of one name before any image is read."""
-    dataset_cfg = cfg.test_dataloader.dataset
-    if dataset_cfg.get('labeled', True):
-        return
-    dataset = build_split_dataset(cfg, 'test', classes=classes)
-    image_names([dataset.get_data_info(i)['img_path'] for i in range(len(dataset))],
-                full_name=full_name)
-
-
-def check_test_config(cfg: Config, trust_checkpoint: bool = False) -> None:
-    """Refuse a :func:`build_test_config` config that cannot run before any image is read: an
-    unlabeled split with two images of one name, a taxonomy that does not fit the classes.
-    ``trust_checkpoint`` allows a checkpoint that holds pickled objects beyond weights."""
-    if cfg.load_from is None:  # an ONNX file: its metadata names the classes
-        classes = read_metadata(onnx_model_config(cfg).onnx_file)['classes']
-    else:
-        if trust_checkpoint:
-            checkpoint_io.trust_checkpoint(cfg.load_from)
-        classes = checkpoint_io.checkpoint_classes(
-            checkpoint_io.read_checkpoint(cfg.load_from, mmap=True))
-    check_unique_names(cfg, classes, cfg.test_evaluator.get('full_name', False))
-    if cfg.test_evaluator.get('taxonomy'):
-        read_taxonomy(cfg.test_evaluator.taxonomy, classes)
-
-
 def run_test(cfg: Config, trust_checkpoint: bool = False) -> Tuple[Runner, dict]:
     """Build the Runner of a :func:`build_test_config` config and test; returns the Runner
-    and the metrics (empty for an unlabeled split)."""
-    check_test_config(cfg, trust_checkpoint)
+    and the metrics (empty for an unlabeled split). ``trust_checkpoint`` allows a checkpoint
+    that holds pickled objects beyond weights."""
+    if trust_checkpoint and cfg.get('load_from'):
+        checkpoint_io.trust_checkpoint(cfg.load_from)
     runner = build_runner(cfg)
     metrics = runner.test()
     return runner, metrics
@@ -189,12 +163,11 @@ class CheckpointEvaluator:
         if self.runner is None:
             self.runner, metrics = run_test(cfg, self.trust_checkpoint)
         else:
-            check_test_config(cfg)
             metrics = self.runner.test_with(cfg)
         writer = prediction_writer(self.runner)
         return dict(metrics=metrics, predictions=writer.frame, scores=writer.scores,
                     gt_labels=writer.gt_labels, logits=writer.logits, features=writer.features,
-                    temperature=writer.temperature,
+                    temperature=writer.temperature, facts=writer.post_processor.facts,
                     classes=list(writer.dataset_meta['classes']), checkpoint=model_file(cfg),
                     metrics_file=(writer.output_path(cfg.test_evaluator.metrics_file)
                                   if cfg.test_evaluator.metrics_file else None),
@@ -208,7 +181,9 @@ def evaluate(config, checkpoint: str, split: str = 'val', cfg_options: Optional[
     CHECKPOINT``; ``options`` as :func:`build_test_config` takes them. Returns ``metrics``,
     ``predictions`` (the per-image table), ``scores`` (every class's probability) and
     ``gt_labels`` (indices, labeled splits), ``logits`` and head ``features`` (None unless the
-    head gives them), the ``temperature`` applied, ``classes``,
+    head gives them), the ``temperature`` applied, the model's ``facts`` (classes, the
+    calibration record, the unknown threshold: :class:`~bioplugin.evaluation.model_facts.
+    ModelFacts`), ``classes``,
     ``checkpoint`` and the files written (``metrics_file``, ``predictions_file``). Several
     splits of one checkpoint: :class:`CheckpointEvaluator`."""
     return CheckpointEvaluator(config, checkpoint, cfg_options, data_root, trust_checkpoint,

@@ -12,6 +12,8 @@ from mmengine.config import Config
 from ..errors import ConfigError
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# the loader of each split
+SPLITS = dict(zip(('train', 'val', 'test'), DATALOADERS))
 
 
 def auto_num_workers(max_workers: int = 8) -> int:

@@ -19,14 +19,13 @@ from torch import nn
 
 from mmpretrain.registry import DATASETS
 
-from ..apis.config import SPLITS
-from ..apis.inference import load_trained_model
+from ..datasets.loader_options import SPLITS
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import CheckpointError, DatasetError
-from ..evaluation.calibration import read_calibration
+from ..evaluation.model_facts import ModelFacts
 from ..fileio import output_errors
-from ..evaluation.open_set import OpenSetDetector
+from ..models import load_trained_model
 from .metadata import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, UNKNOWN_OUTPUT, build_metadata,
                        metadata_json)
 from .quantization import lacks_vnni, quantize_int8
@@ -47,7 +46,7 @@ class ExportableClassifier(nn.Module):
     unknown_score])``: the config's data preprocessor's normalisation (and channel order),
     then the classifier; ``scores`` are ``softmax(logits / temperature)``, ``features`` the
     head's; ``unknown_score`` (the checkpoint's
-    :class:`~bioplugin.evaluation.open_set.UnknownScore`, training features inside) is
+    :class:`~bioplugin.evaluation.unknown_score.UnknownScore`, training features inside) is
     added when one is given."""
 
     def __init__(self, classifier: nn.Module, temperature: Optional[float] = None,
@@ -57,11 +56,10 @@ class ExportableClassifier(nn.Module):
         self.classifier = classifier
         # the pipeline gives BGR; a model trained without to_rgb saw BGR, so flip ours back
         self.flip_to_bgr = not preprocessor.to_rgb
-        normalize = preprocessor._enable_normalize
-        self.register_buffer('mean', preprocessor.mean.clone() if normalize
-                             else torch.zeros(3, 1, 1))
-        self.register_buffer('std', preprocessor.std.clone() if normalize
-                             else torch.ones(3, 1, 1))
+        # MMPretrain's preprocessor has mean / std buffers only when it normalises
+        mean, std = getattr(preprocessor, 'mean', None), getattr(preprocessor, 'std', None)
+        self.register_buffer('mean', mean.clone() if mean is not None else torch.zeros(3, 1, 1))
+        self.register_buffer('std', std.clone() if std is not None else torch.ones(3, 1, 1))
         self.temperature = float(temperature or 1.0)
         self.unknown_score = unknown_score
         self.output_names = OUTPUT_NAMES + ((UNKNOWN_OUTPUT, ) if unknown_score else ())
@@ -203,14 +201,13 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
         trust_checkpoint_file(checkpoint)
     model, classes = load_trained_model(cfg, checkpoint)
     model.eval()
-    review = None
-    calibration = read_calibration(checkpoint)
-    open_set = OpenSetDetector.from_checkpoint(checkpoint, calibration)
-    if calibration and not raw_scores and temperature is None:
-        temperature, review = calibration['temperature'], calibration.get('review')
     if not classes:
         raise CheckpointError(f'{checkpoint!r} records no class names (meta.dataset_meta.'
                               'classes); export a checkpoint written by tools/train.py.')
+    facts = ModelFacts.from_checkpoint(checkpoint, classes)
+    review, detector = None, facts.detector
+    if not raw_scores and temperature is None:  # the stored thresholds hold for its temperature
+        temperature, review = facts.temperature, facts.review
     check_split, samples = first_split_samples(cfg, ('val', 'train'), check_images, classes)
     if check_split is None:
         raise DatasetError(f'No val or train images under {cfg.get("data_root")!r} to check '
@@ -225,7 +222,7 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
     try:
         with output_errors(out_file):
             wrapper = ExportableClassifier(model, temperature,
-                                           open_set.module if open_set else None).eval()
+                                           detector.module if detector else None).eval()
             export_fp32(wrapper, partial, height, width, opset)
             pipeline = cfg.test_dataloader.dataset.pipeline
             metadata = build_metadata(
@@ -233,7 +230,7 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
                 std=wrapper.std.flatten(), temperature=temperature,
                 source=dict(config=cfg.filename, checkpoint=osp.abspath(checkpoint)),
                 review=review, outputs=wrapper.output_names,
-                open_set=open_set.record if open_set else None)
+                open_set=detector.record if detector else None)
             _write_metadata(partial, metadata)
             os.replace(partial, out_file)
     finally:

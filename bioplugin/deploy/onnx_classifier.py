@@ -16,6 +16,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..errors import ConfigError
+from ..evaluation.model_facts import ModelFacts
 from .metadata import UNKNOWN_OUTPUT
 from .runtimes import open_runtime
 
@@ -26,17 +27,17 @@ class OnnxClassifier(BaseModel):
 
     The pipeline's BGR ``uint8`` images are stacked and turned to RGB by the data
     preprocessor; a ``mean`` / ``std`` given to it is ignored (the normalisation is inside
-    the graph). ``classes`` and the
-    calibration ``temperature`` come from the file's metadata; ``raw_scores=True`` ignores
-    the temperature. A file with an ``unknown_score`` output (and its threshold in the
-    metadata) also gives each sample ``pred_unknown_score``.
+    the graph). Each sample gets the graph's ``pred_logits`` (``pred_score`` is their plain
+    softmax) and, from a file with an ``unknown_score`` output, ``pred_unknown_score``;
+    ``facts`` (:class:`~bioplugin.evaluation.model_facts.ModelFacts`: classes, calibration
+    temperature, review and unknown thresholds) come from the file's metadata, for the
+    post-processor that turns the logits into a table.
     """
 
     def __init__(self,
                  onnx_file: str,
                  backend: str = 'onnxruntime',
                  threads: Optional[int] = None,
-                 raw_scores: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         # stack and turn to RGB only, whatever the config's preprocessor normalises with
@@ -47,15 +48,10 @@ class OnnxClassifier(BaseModel):
         self.backend = backend
         self.runtime = open_runtime(onnx_file, backend, threads)
         self.metadata = self.runtime.metadata
-        self.classes = tuple(self.metadata['classes'])
-        self.temperature = 1.0 if raw_scores else float(self.metadata.get('temperature', 1.0))
-        # review thresholds hold for the calibrated scores only
-        self.review = None if raw_scores else self.metadata.get('review')
+        self.facts = ModelFacts.from_onnx_metadata(onnx_file, self.metadata)
+        self.classes = self.facts.classes
         self.input_size = (self.metadata['input']['height'], self.metadata['input']['width'])
-        open_set = self.metadata.get('open_set') or {}
-        self.unknown_threshold = (open_set.get('threshold') if UNKNOWN_OUTPUT in
-                                  self.metadata.get('outputs', ()) else None)
-        self.outputs = ['logits'] + ([UNKNOWN_OUTPUT] if self.unknown_threshold is not None
+        self.outputs = ['logits'] + ([UNKNOWN_OUTPUT] if self.facts.unknown_threshold is not None
                                      else [])
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[List[DataSample]] = None,
@@ -72,11 +68,12 @@ class OnnxClassifier(BaseModel):
         outputs = [torch.from_numpy(output).float()
                    for output in self.runtime.run_outputs(images, self.outputs)]
         logits = outputs[0]
-        scores = F.softmax(logits / self.temperature, dim=1)
+        scores = F.softmax(logits, dim=1)
         labels = scores.argmax(dim=1, keepdim=True)
         samples = data_samples or [DataSample() for _ in range(len(scores))]
-        for sample, score, label in zip(samples, scores, labels):
+        for sample, score, label, sample_logits in zip(samples, scores, labels, logits):
             sample.set_pred_score(score).set_pred_label(label)
+            sample.set_field(sample_logits, 'pred_logits', dtype=torch.Tensor)
         if len(outputs) > 1:
             for sample, unknown_score in zip(samples, outputs[1]):
                 sample.set_field(unknown_score, 'pred_unknown_score', dtype=torch.Tensor)

@@ -12,23 +12,22 @@ Relative paths are inside the work dir::
 """
 import os.path as osp
 import time
+from dataclasses import replace
 from typing import Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseTTAModel
 
 from mmpretrain.registry import METRICS
 
 from ..errors import ConfigError
-from ..models.builder import bare_model
-from .calibration import apply_temperature, read_calibration
-from .open_set import OpenSetDetector, add_unknown_columns, unknown_scores
-from .review import decisions, review_queue
-from .taxonomy import CONFIDENT, add_rank_columns, rank_accuracy, read_taxonomy
 from .metrics_report import compute_metrics, save_metrics_json
-from .prediction_table import image_names, prediction_frame, read_class_names, write_csv_atomic
+from .model_facts import ModelFacts
+from .post_processor import PostProcessor, sample_outputs, stack_outputs
+from .prediction_table import image_names, write_csv_atomic
+from .review import review_queue
+from .taxonomy import CONFIDENT, rank_accuracy
 
 
 @METRICS.register_module()
@@ -54,9 +53,12 @@ class PredictionWriter(BaseMetric):
     ``<rank>_score`` and ``confident_rank`` (``confident_threshold``) columns and, on a
     labeled split, the top-1 accuracy of every rank (``taxonomy/<rank>_top1``).
     ``unknown='auto'`` adds ``unknown`` / ``unknown_score`` columns from the checkpoint's
-    open-set threshold (:mod:`~bioplugin.evaluation.open_set`; an unknown image is always
-    ``review``), ``unknown_label`` writes that name as its ``pred_label``.
+    open-set threshold (:mod:`~bioplugin.evaluation.unknown_score`; an unknown image is always
+    ``review``), ``unknown_label`` writes that name as its ``pred_label``. The table itself
+    is the :class:`~bioplugin.evaluation.post_processor.PostProcessor`'s, as in the Python API.
     """
+
+    default_prefix = ''  # its metrics keep their own names (accuracy/top1, ...)
 
     def __init__(self,
                  out_file: Optional[str] = 'prediction.csv',
@@ -78,83 +80,89 @@ class PredictionWriter(BaseMetric):
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        if temperature not in ('auto', None) and not (
+                isinstance(temperature, (int, float)) and temperature > 0):
+            raise ConfigError(f"temperature={temperature!r}: use 'auto', None or a positive "
+                              'number.')
+        if unknown not in ('auto', None):
+            raise ConfigError(f"unknown={unknown!r}: use 'auto' or None.")
         self.out_file = out_file
         self.metric_cfgs = ([labeled_metrics] if isinstance(labeled_metrics, dict)
                             else list(labeled_metrics))
         self.metrics_file = metrics_file
         self.split = split
-        self.topk = topk
-        self.class_names = class_names
-        self.include_index = include_index
         self.full_name = full_name
-        if temperature not in ('auto', None) and not (
-                isinstance(temperature, (int, float)) and temperature > 0):
-            raise ConfigError(f"temperature={temperature!r}: use 'auto', None or a positive "
-                              'number.')
         self.temperature_option = temperature
-        self.temperature: Optional[float] = None if temperature == 'auto' else temperature
         self.review_option = review
-        self.review: Optional[dict] = review if isinstance(review, dict) else None
         self.review_file = review_file
-        self.taxonomy = taxonomy
-        self.confident_threshold = confident_threshold
-        if unknown not in ('auto', None):
-            raise ConfigError(f"unknown={unknown!r}: use 'auto' or None.")
-        self.unknown_option = unknown
-        self.unknown_label = unknown_label
-        self.open_set: Optional[OpenSetDetector] = None
-        self.unknown_threshold: Optional[float] = None
+        self.table_options = dict(topk=topk, class_names=class_names,
+                                  include_index=include_index, taxonomy=taxonomy,
+                                  confident_threshold=confident_threshold,
+                                  unknown=unknown == 'auto', unknown_label=unknown_label)
+        self.post_processor: Optional[PostProcessor] = None
         self.work_dir = '.'
         self.run_info: dict = {}
-        self.frame: Optional[pd.DataFrame] = None  # the last table, in the main process
+        self.frame = None  # the last table, in the main process
         self.scores: Optional[np.ndarray] = None  # its class probabilities
         self.gt_labels: Optional[np.ndarray] = None  # and labels, on a labeled split
         self.logits: Optional[np.ndarray] = None  # raw logits and head features, when the
         self.features: Optional[np.ndarray] = None  # model gives them (BioClsHead does)
 
-    def attach(self, runner) -> None:
-        """Write into the runner's work dir and record what was evaluated."""
+    # ------------------------------------------------------------------ set-up
+    def prepare(self, runner, dataset) -> None:
+        """Before any image is read: the post-processor from the facts the runner read once
+        (classes, calibration, unknown score; ``runner.model_facts``), the work dir, and a
+        check that every image of an unlabeled split has its own name."""
         self.work_dir = runner.work_dir
-        model = bare_model(runner.model)
-        model_file = runner.cfg.get('load_from') or getattr(model, 'onnx_file', None)
-        calibration = read_calibration(runner.cfg.get('load_from')) or {}
-        if self.unknown_option == 'auto':
-            self.open_set = OpenSetDetector.from_checkpoint(runner.cfg.get('load_from'),
-                                                            calibration)
-            # an ONNX file computes the score in its graph and names the threshold
-            self.unknown_threshold = (self.open_set.threshold if self.open_set
-                                      else getattr(model, 'unknown_threshold', None))
-        if self.temperature_option == 'auto':
-            self.temperature = calibration.get('temperature')
-            if self.review_option == 'auto':
-                # thresholds hold for calibrated scores: the checkpoint's, or the ONNX file's
-                self.review = calibration.get('review') or getattr(model, 'review', None)
-        self.run_info = dict(config=runner.cfg.filename, checkpoint=model_file,
+        facts = getattr(runner, 'model_facts', None) or ModelFacts(
+            classes=tuple(dataset.metainfo['classes']))
+        self.post_processor = PostProcessor(self.facts_with_options(facts), **self.table_options)
+        self.run_info = dict(config=runner.cfg.filename, checkpoint=facts.source,
                              tta=isinstance(runner.model, BaseTTAModel),
                              temperature=self.temperature)
+        if not getattr(dataset, 'labeled', True):
+            image_names([dataset.get_data_info(i)['img_path'] for i in range(len(dataset))],
+                        full_name=self.full_name)
 
+    def facts_with_options(self, facts: ModelFacts) -> ModelFacts:
+        """``temperature`` / ``review`` other than ``'auto'`` replace the model's own."""
+        if self.temperature_option != 'auto':
+            facts = replace(facts.without_calibration(), temperature=self.temperature_option)
+        if self.review_option != 'auto':
+            facts = replace(facts, review=self.review_option
+                            if isinstance(self.review_option, dict) else None)
+        return facts
+
+    @property
+    def temperature(self) -> Optional[float]:
+        return self.post_processor.temperature if self.post_processor else None
+
+    @property
+    def unknown_threshold(self) -> Optional[float]:
+        return self.post_processor.unknown_threshold if self.post_processor else None
+
+    # ------------------------------------------------------------------ evaluation
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             gt_label = sample.get('gt_label')
             self.results.append(dict(
                 index=sample.get('sample_idx'), img_path=sample['img_path'],
                 image_name=sample.get('image_name'), load_error=sample.get('load_error'),
-                score=sample['pred_score'].float().cpu().numpy(),
-                logits=_numpy(sample.get('pred_logits')),
-                feature=_numpy(sample.get('pred_feature')),
-                unknown_score=_numpy(sample.get('pred_unknown_score')),
-                gt_label=None if gt_label is None else int(gt_label[0])))
+                gt_label=None if gt_label is None else int(gt_label[0]),
+                **sample_outputs(sample)))
 
     def compute_metrics(self, results: list) -> dict:
         classes = list(self.dataset_meta['classes'])
+        if self.post_processor is None:  # a Runner that does not prepare its metrics
+            self.post_processor = PostProcessor(
+                self.facts_with_options(ModelFacts(classes=tuple(classes))),
+                **self.table_options)
         if all(result['index'] is not None for result in results):
             results = sorted(results, key=lambda result: result['index'])
-        failed = np.array([result['load_error'] is not None for result in results], bool)
-        scores = np.stack([result['score'] for result in results]) if results else \
-            np.zeros((0, len(classes)))
-        scores[failed] = np.nan
-        scores[~failed] = apply_temperature(scores[~failed], self.temperature)
-        errors = {i: result['load_error'] for i, result in enumerate(results) if failed[i]}
+        errors = {i: result['load_error'] for i, result in enumerate(results)
+                  if result['load_error'] is not None}
+        outputs = stack_outputs(results, len(classes))
+        outputs['logits'][list(errors)] = np.nan  # a placeholder's logits mean nothing
         paths = [result['img_path'] for result in results]
         labeled = bool(results) and all(result['gt_label'] is not None for result in results)
         if labeled:
@@ -162,33 +170,27 @@ class PredictionWriter(BaseMetric):
                      for result in results]
         else:
             names = image_names(paths, full_name=self.full_name)
-        mapping = read_class_names(self.class_names, classes) if self.class_names else None
-        frame = prediction_frame(names, scores, classes, topk=self.topk, class_names=mapping,
-                                 include_index=self.include_index, errors=errors)
+        frame = self.post_processor.table(names, outputs['logits'], outputs['features'],
+                                          outputs['unknown_scores'], errors)
+        scores = self.post_processor.scores(outputs['logits'])
         metrics = {}
         if labeled:
             gt_labels = np.array([result['gt_label'] for result in results])
             frame['gt_label'] = np.asarray(classes, dtype=object)[gt_labels]
             frame['image_path'] = paths
-            metrics = compute_metrics(scores[~failed], gt_labels[~failed], self.metric_cfgs,
+            readable = ~np.isnan(scores).any(1)
+            metrics = compute_metrics(scores[readable], gt_labels[readable], self.metric_cfgs,
                                       classes)
-        taxonomy = read_taxonomy(self.taxonomy, classes) if self.taxonomy else None
-        if taxonomy:
-            add_rank_columns(frame, scores, taxonomy, self.confident_threshold)
-            if labeled:
+            taxonomy = self.post_processor.taxonomy
+            if taxonomy is not None:
                 metrics.update({f'taxonomy/{key}': value for key, value in rank_accuracy(
-                    scores[~failed], gt_labels[~failed], taxonomy).items()})
-        self.logits, self.features = (_stack(results, 'logits'), _stack(results, 'feature'))
-        if self.unknown_threshold is not None:
-            self.add_unknown(frame, results, failed)
-        decision = decisions(frame, self.review)
-        if decision is not None:
-            frame['decision'] = decision
+                    scores[readable], gt_labels[readable], taxonomy).items()})
         self.frame, self.scores = frame, scores
+        self.logits, self.features = outputs['logits'], outputs['features']
         self.gt_labels = gt_labels if labeled else None
         if self.out_file:
             write_csv_atomic(frame, self.output_path(self.out_file))
-        if self.review_file and decision is not None:
+        if self.review_file and 'decision' in frame:
             write_csv_atomic(review_queue(frame), self.output_path(self.review_file))
         if labeled and self.metrics_file:
             save_metrics_json(
@@ -197,27 +199,5 @@ class PredictionWriter(BaseMetric):
                 classes=classes, **self.run_info, time=time.strftime('%Y-%m-%d %H:%M:%S'))
         return metrics
 
-    def add_unknown(self, frame: pd.DataFrame, results: list, failed: np.ndarray) -> None:
-        """The ``unknown`` columns, from the model's logits and features (or the score an
-        ONNX graph computed)."""
-        scores = unknown_scores(self.open_set, self.logits, self.features,
-                                _stack(results, 'unknown_score'))
-        if scores is None:
-            return
-        scores = np.asarray(scores, np.float64)
-        scores[failed] = np.nan
-        add_unknown_columns(frame, scores, self.unknown_threshold, self.unknown_label)
-
     def output_path(self, path: str) -> str:
         return path if osp.isabs(path) else osp.join(self.work_dir, path)
-
-
-def _numpy(value) -> Optional[np.ndarray]:
-    return None if value is None else value.float().cpu().numpy()
-
-
-def _stack(results: list, key: str) -> Optional[np.ndarray]:
-    """The ``key`` arrays of every result stacked, or None unless every result has one."""
-    if not results or any(result[key] is None for result in results):
-        return None
-    return np.stack([result[key] for result in results])

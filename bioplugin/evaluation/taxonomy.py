@@ -11,7 +11,7 @@ are higher ranks, most specific first; the header names the ranks::
 When the model hesitates between two species of one genus, the genus can still be certain:
 ``confident_rank`` names the most specific rank whose top probability reaches a threshold.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,6 +120,3 @@ def add_rank_columns(frame: pd.DataFrame, scores: np.ndarray, taxonomy: Taxonomy
     frame['confident_rank'] = confident
     return frame
 
-
-def load_optional(path: Optional[str], classes: Sequence[str]) -> Optional[Taxonomy]:
-    return read_taxonomy(path, classes) if path else None

@@ -1,4 +1,4 @@
-from .builder import bare_model, build_model
+from .builder import bare_model, build_model, load_trained_model
 from .heads import BioClsHead
 
-__all__ = ['BioClsHead', 'bare_model', 'build_model']
+__all__ = ['BioClsHead', 'bare_model', 'build_model', 'load_trained_model']

@@ -1,8 +1,14 @@
-"""Build the classifier a config describes, exactly as MMEngine's Runner does."""
+"""Build the classifier a config describes, exactly as MMEngine's Runner does, and load a
+trained checkpoint into it."""
+from typing import Optional, Tuple
+
+import torch
 from mmengine.config import Config
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from mmpretrain.registry import MODELS
+
+from ..engine.checkpoint_io import checkpoint_classes, load_weights, read_checkpoint
 
 
 def build_model(cfg: Config, pretrained: bool = True):
@@ -24,3 +30,14 @@ def bare_model(model):
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     return model
+
+
+def load_trained_model(cfg: Config, checkpoint: str) -> Tuple[torch.nn.Module, Optional[tuple]]:
+    """The config's classifier with the weights of ``checkpoint`` (checked tensor by tensor)
+    and the class names the checkpoint records (None if it records none). The file is
+    mapped, not read: its tensors become the model's, and a training checkpoint's optimizer
+    state is never loaded."""
+    model = build_model(cfg, pretrained=False)
+    state = read_checkpoint(checkpoint, mmap=True)
+    load_weights(model, state, checkpoint, assign=True)
+    return model, checkpoint_classes(state)

@@ -16,8 +16,9 @@ pass as known (see tools/analysis/open_set.py to measure it on images of other c
 import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
-from bioplugin.analysis.calibrate import calibrate_work_dir, format_calibration
-from bioplugin.apis.cli import add_trust_checkpoint, run_tool, tool_parser
+from bioplugin.apis import calibrate_work_dir, format_calibration
+from bioplugin.apis.cli import (add_precision_options, add_trust_checkpoint, precision_choice,
+                                run_tool, tool_parser)
 
 
 def main(argv=None) -> int:
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument('--no-open-set', action='store_true',
                         help='skip the training features and the unknown threshold')
     parser.add_argument('--out-dir', help="default: calibration/ beside the checkpoint")
+    add_precision_options(parser)
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
@@ -59,7 +61,8 @@ def main(argv=None) -> int:
                                     target_precision=args.target_precision,
                                     trust_checkpoint=args.trust_checkpoint,
                                     open_set=not args.no_open_set,
-                                    known_rate=args.known_rate, neighbours=args.neighbours)
+                                    known_rate=args.known_rate, neighbours=args.neighbours,
+                                    precision=precision_choice(args))
         print(format_calibration(record))
         print(f"Calibration: {record['file']}" + (f"\nReliability diagram: {record['figure']}"
                                                   if record.get('figure') else ''))

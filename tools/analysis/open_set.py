@@ -11,7 +11,7 @@ of the `unknown` column. The threshold comes from tools/analysis/calibrate.py.
 import sys
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
-from bioplugin.analysis.open_set import format_open_set, measure_open_set
+from bioplugin.analysis.unknown_detection import format_open_set, measure_open_set
 from bioplugin.apis import load_config
 from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
 

@@ -19,7 +19,8 @@ class BioClsHead(ClsHead):
     logits near 0 and a first loss of ln C (``configs/bio_resnext_plus.py``). ``pre_logits`` returns the
     512-d normalised feature; ``predict`` also keeps it and the logits on each sample
     (``pred_feature``, ``pred_logits``) for the "not one of my classes" score
-    (:mod:`bioplugin.evaluation.open_set`). BatchNorm1d needs ``drop_last=True`` in the train dataloader::
+    (:mod:`bioplugin.evaluation.unknown_score`). BatchNorm1d needs ``drop_last=True`` in the
+    train dataloader::
 
         model = dict(head=dict(
             _delete_=True, type='BioClsHead', num_classes=100, in_channels=2048,

@@ -11,13 +11,13 @@ score is the larger of the two. The threshold is the ``known_rate`` quantile (de
 of the val images' scores, so that share of known images passes; a score above it is
 ``unknown``. The training images' features are computed once per checkpoint (the train
 split through the test pipeline) and kept beside it as ``<checkpoint>.features.npz``; the
-statistics and threshold go into ``<checkpoint>.calibration.json`` (``open_set``).
+statistics and threshold go into ``<checkpoint>.calibration.json`` (``open_set``); both are
+read by :mod:`~bioplugin.evaluation.model_facts`.
 
 The score is only as good as the features: a model fine-tuned from ImageNet weights
 separates unseen taxa far better than one trained from scratch on a few hundred images.
 """
-import os.path as osp
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fileio import atomic_open
-from .calibration import MIN_IMAGES
+from .temperature_scaling import MIN_IMAGES
 
 KNOWN_RATE = 0.95  # share of known val images that pass as known
 NEIGHBOURS = 5  # k of the kNN distance (fewer when the bank is smaller)
@@ -35,7 +34,7 @@ SIGNALS = ('energy', 'distance')
 
 class UnknownScore(nn.Module):
     """``(logits (N, C), features (N, D)) → unknown score (N,)``; the same module runs in
-    the prediction writer and inside an exported ONNX graph (``unknown_score`` output)."""
+    the post-processor and inside an exported ONNX graph (``unknown_score`` output)."""
 
     def __init__(self, bank: torch.Tensor, k: int, mean: Dict[str, float],
                  std: Dict[str, float]):
@@ -72,7 +71,7 @@ def _chunked(function, logits: np.ndarray, features: np.ndarray, rows: int = 102
     return torch.cat(parts).numpy() if parts else np.zeros((0, ))
 
 
-def fit_open_set(val_logits: np.ndarray, val_features: np.ndarray, bank: np.ndarray,
+def fit_unknown_score(val_logits: np.ndarray, val_features: np.ndarray, bank: np.ndarray,
                  k: int = NEIGHBOURS, known_rate: float = KNOWN_RATE,
                  min_images: int = MIN_IMAGES) -> dict:
     """The ``open_set`` record of a checkpoint: ``k``, ``known_rate``, the val ``mean`` /
@@ -96,22 +95,11 @@ def fit_open_set(val_logits: np.ndarray, val_features: np.ndarray, bank: np.ndar
     return record
 
 
-def feature_bank_file(checkpoint: str) -> str:
-    """Where a checkpoint's training features are kept: ``<checkpoint>.features.npz``."""
-    return osp.splitext(checkpoint)[0] + '.features.npz'
-
-
-def save_feature_bank(checkpoint: str, features: np.ndarray, labels: np.ndarray) -> str:
-    path = feature_bank_file(checkpoint)
-    with atomic_open(path, 'wb') as file:
-        np.savez(file, features=np.asarray(features, np.float32),
-                 labels=np.asarray(labels, np.int64))
-    return path
-
-
-class OpenSetDetector:
-    """A checkpoint's :class:`UnknownScore` and threshold, from its calibration record and
-    feature bank; ``detector(logits, features)`` gives the scores of numpy arrays."""
+class UnknownDetector:
+    """A checkpoint's :class:`UnknownScore` and threshold (its calibration record's
+    ``open_set`` entry and its training features); ``detector(logits, features)`` gives the
+    scores of numpy arrays. Built by :mod:`~bioplugin.evaluation.model_facts`, which reads the
+    files."""
 
     def __init__(self, record: dict, bank: np.ndarray):
         self.record = record
@@ -119,43 +107,12 @@ class OpenSetDetector:
         self.module = UnknownScore(torch.as_tensor(bank), record['k'], record['mean'],
                                    record['std']).eval()
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint: Optional[str],
-                        calibration: Optional[dict]) -> Optional['OpenSetDetector']:
-        """None when the checkpoint has no fitted threshold or its feature bank is gone."""
-        record = (calibration or {}).get('open_set') or {}
-        if not checkpoint or record.get('threshold') is None \
-                or not osp.isfile(feature_bank_file(checkpoint)):
-            return None
-        with np.load(feature_bank_file(checkpoint)) as bank:
-            return cls(record, bank['features'])
-
     def __call__(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
         return _chunked(self.module, logits, features)
 
-
-def unknown_scores(detector: Optional[OpenSetDetector], logits: Optional[np.ndarray],
-                   features: Optional[np.ndarray],
-                   computed: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
-    """``(N,)`` unknown scores: the detector's from a PyTorch model's logits and features,
-    else those an ONNX graph ``computed``; None when there are neither."""
-    if detector is not None and logits is not None and features is not None:
-        return detector(logits, features)
-    return None if computed is None else np.asarray(computed, np.float64).reshape(-1)
-
-
-def add_unknown_columns(frame: pd.DataFrame, scores: np.ndarray, threshold: float,
-                        unknown_label: Optional[str] = None) -> pd.DataFrame:
-    """``unknown`` (True above ``threshold``) and ``unknown_score`` columns; with
-    ``unknown_label`` that name replaces ``pred_label`` of the unknown rows. An unreadable
-    image (NaN score) is not flagged: its ``status`` says why it has no prediction."""
-    scores = np.asarray(scores, np.float64)
-    unknown = np.nan_to_num(scores, nan=-np.inf) > threshold
-    frame['unknown'] = unknown
-    frame['unknown_score'] = scores
-    if unknown_label is not None:
-        frame.loc[unknown, 'pred_label'] = unknown_label
-    return frame
+    def signals(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``(N, 2)``: each image's energy and kNN distance, unstandardised."""
+        return _chunked(self.module.signals, logits, features)
 
 
 def open_set_auroc(known: np.ndarray, unknown: np.ndarray) -> dict:

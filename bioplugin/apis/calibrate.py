@@ -1,7 +1,9 @@
-"""Fit a checkpoint's calibration temperature on val and report what it changes.
+"""Calibrate a checkpoint: evaluate it on val (and its training images), fit what its
+predictions are post-processed with, and write the files kept beside it.
 
 ``tools/analysis/calibrate.py WORK_DIR`` is the command line; ``tools/train.py`` calls
-:func:`calibrate_checkpoint` on the best checkpoint when training ends.
+:func:`calibrate_checkpoint` on the best checkpoint when training ends. The files are read
+back by :mod:`~bioplugin.evaluation.model_facts`.
 """
 import os
 import os.path as osp
@@ -10,39 +12,42 @@ from typing import Optional
 import numpy as np
 from mmengine.config import Config
 
-from ..apis import CheckpointEvaluator, load_config
 from ..engine.checkpoint_io import resolve_checkpoint
-from ..evaluation.calibration import apply_temperature, calibrate, save_calibration
-from ..evaluation.open_set import KNOWN_RATE, NEIGHBOURS, fit_open_set, save_feature_bank
+from ..evaluation.model_facts import save_calibration, save_feature_bank
 from ..evaluation.review import TARGET_PRECISION, choose_thresholds
-from .plots import plot_reliability, save_figure
-from .report import work_dir_config
+from ..evaluation.temperature_scaling import calibrate, calibrated_scores
+from ..evaluation.unknown_score import KNOWN_RATE, NEIGHBOURS, fit_unknown_score
+from .config import load_config, work_dir_config
+from .evaluate import CheckpointEvaluator
 
 
 def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
                          folds: int = 2, target_precision: float = TARGET_PRECISION,
                          trust_checkpoint: bool = False, open_set: bool = True,
-                         known_rate: float = KNOWN_RATE, neighbours: int = NEIGHBOURS) -> dict:
-    """Evaluate ``checkpoint`` (a file or a work dir) on val with its raw scores, fit the
+                         known_rate: float = KNOWN_RATE, neighbours: int = NEIGHBOURS,
+                         precision: Optional[str] = None) -> dict:
+    """Evaluate ``checkpoint`` (a file or a work dir) on val with its raw logits, fit the
     temperature, store it as ``<checkpoint>.calibration.json`` (read by ``tools/test.py``,
     ``BioClassifier`` and the ONNX export) with the review thresholds at
     ``target_precision`` chosen on the calibrated val scores, and draw the reliability
     diagram. With ``open_set`` it also computes the training images' features once
     (``<checkpoint>.features.npz``) and the unknown threshold that passes ``known_rate`` of
-    the val images (:mod:`~bioplugin.evaluation.open_set`). Returns the calibration record
-    with ``file`` and ``figure`` added."""
+    the val images (:mod:`~bioplugin.evaluation.unknown_score`). ``precision`` overrides the
+    config's for these evaluations. Returns the calibration record with ``file`` and
+    ``figure`` added."""
     cfg = config if isinstance(config, Config) else load_config(config)
     checkpoint = resolve_checkpoint(checkpoint)
     out_dir = out_dir or osp.join(osp.dirname(osp.abspath(checkpoint)), 'calibration')
     os.makedirs(out_dir, exist_ok=True)
     evaluations = CheckpointEvaluator(cfg, checkpoint, trust_checkpoint=trust_checkpoint,
-                                      raw_scores=True, unknown=False, out_dir=out_dir)
+                                      raw_scores=True, unknown=False, out_dir=out_dir,
+                                      precision=precision)
     evaluation = evaluations('val')
-    scores, labels = evaluation['scores'], evaluation['gt_labels']
-    readable = ~np.isnan(scores).any(1)
-    record = calibrate(scores[readable], labels[readable], len(evaluation['classes']),
+    logits, labels = evaluation['logits'], evaluation['gt_labels']
+    readable = ~np.isnan(logits).any(1)  # NaN rows: unreadable images
+    record = calibrate(logits[readable], labels[readable], len(evaluation['classes']),
                        folds=folds)
-    calibrated = apply_temperature(scores[readable], record['temperature'])
+    calibrated = calibrated_scores(logits[readable], record['temperature'])
     record['review'] = choose_thresholds(calibrated, labels[readable], evaluation['classes'],
                                          target_precision)
     record['warnings'] += record['review']['warnings']
@@ -52,6 +57,8 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
         record['warnings'] += record['open_set']['warnings']
     record['file'] = save_calibration(checkpoint, record)
     if record['images']:
+        # here, not at the top: bioplugin.analysis imports this package
+        from ..analysis.plots import plot_reliability, save_figure
         record['figure'] = save_figure(
             plot_reliability(record['reliability_before'], record['reliability_after'],
                              record['before'], record['after']),
@@ -68,9 +75,9 @@ def fit_unknown_threshold(evaluations: CheckpointEvaluator, val: dict, readable:
         return dict(threshold=None, warnings=[
             "the model's head gives no features (use BioClsHead): no unknown flag"])
     train = evaluations('train')
-    usable = ~np.isnan(train['scores']).any(1)
+    usable = ~np.isnan(train['logits']).any(1)
     bank = train['features'][usable]
-    record = fit_open_set(val['logits'][readable], val['features'][readable], bank,
+    record = fit_unknown_score(val['logits'][readable], val['features'][readable], bank,
                           k=neighbours, known_rate=known_rate)
     record['feature_bank'] = osp.basename(
         save_feature_bank(evaluations.checkpoint, bank, train['gt_labels'][usable]))

@@ -16,8 +16,8 @@ from ..apis import evaluate, load_config
 from ..datasets.folder_layout import scan_images
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..errors import ConfigError, DatasetError
-from ..evaluation.calibration import read_calibration
-from ..evaluation.open_set import SIGNALS, feature_bank_file, open_set_auroc, signals_of
+from ..evaluation.model_facts import ModelFacts
+from ..evaluation.unknown_score import SIGNALS, open_set_auroc
 
 SIGNAL_NAMES = dict(max_softmax='max softmax score', energy='energy of the logits',
                     distance='kNN feature distance', unknown_score='unknown score (ours)')
@@ -47,11 +47,12 @@ def folder_config(cfg: Config, folder: str) -> Config:
     return cfg
 
 
-def open_set_signals(evaluation: dict, bank: np.ndarray, k: int) -> Dict[str, np.ndarray]:
+def open_set_signals(evaluation: dict) -> Dict[str, np.ndarray]:
     """Every signal of an evaluation's readable images, higher = more likely unknown."""
     readable = ~np.isnan(evaluation['scores']).any(1)
     frame = evaluation['predictions']
-    raw = signals_of(bank, evaluation['logits'][readable], evaluation['features'][readable], k)
+    raw = evaluation['facts'].detector.signals(evaluation['logits'][readable],
+                                               evaluation['features'][readable])
     signals = dict(max_softmax=-evaluation['scores'][readable].max(1),
                    unknown_score=frame['unknown_score'].to_numpy()[readable])
     signals.update({name: raw[:, i] for i, name in enumerate(SIGNALS)})
@@ -65,21 +66,21 @@ def measure_open_set(config, checkpoint: str, unknown_dir: str,
     stored threshold flags."""
     cfg = config if isinstance(config, Config) else load_config(config)
     checkpoint = resolve_checkpoint(checkpoint)
-    record = (read_calibration(checkpoint) or {}).get('open_set') or {}
-    if record.get('threshold') is None or not osp.isfile(feature_bank_file(checkpoint)):
-        raise ConfigError(f'{checkpoint!r} has no unknown threshold yet: run '
-                          'tools/analysis/calibrate.py on its work dir (20 val images or more).')
-    with np.load(feature_bank_file(checkpoint)) as stored:
-        bank = stored['features']
+    facts = ModelFacts.from_checkpoint(checkpoint, classes=())  # before any image is read
+    if facts.detector is None:
+        reason = '; '.join(facts.notes) or 'run tools/analysis/calibrate.py on its work dir ' \
+            '(20 val images or more)'
+        raise ConfigError(f'{checkpoint!r} has no unknown threshold yet: {reason}.')
+    record = facts.detector.record
     out_dir = out_dir or osp.join(osp.dirname(checkpoint), 'open_set')
     options = dict(trust_checkpoint=trust_checkpoint, out_dir=out_dir)
-    known = open_set_signals(evaluate(cfg, checkpoint, 'val', **options), bank, record['k'])
+    known = open_set_signals(evaluate(cfg, checkpoint, 'val', **options))
     groups = {}
     for folder in unknown_folders(unknown_dir):
         evaluation = evaluate(folder_config(cfg, folder), checkpoint, 'test',
                               csv=osp.join(out_dir, f'unknown_{osp.basename(folder)}.csv'),
                               **options)
-        groups[osp.basename(folder)] = open_set_signals(evaluation, bank, record['k'])
+        groups[osp.basename(folder)] = open_set_signals(evaluation)
     unknown = {name: np.concatenate([group[name] for group in groups.values()])
                for name in known}
     threshold = record['threshold']
