@@ -51,6 +51,18 @@ def run_tool(*args, cwd=REPO, env=None):
                           timeout=900, env=env)
 
 
+def run_logs(work_dir) -> list:
+    """The text of every run's log file in ``work_dir`` (one timestamped folder per run),
+    oldest first: MMEngine's whole log, whatever reached the console."""
+    import glob
+    paths = sorted(glob.glob(osp.join(str(work_dir), '2*', '2*.log')))
+    texts = []
+    for path in paths:
+        with open(path, encoding='utf-8') as file:
+            texts.append(file.read())
+    return texts
+
+
 def tool_main(script: str, *argv):
     """Call ``main(argv)`` of a script of ``tools/`` in this process; returns
     ``(exit status, stdout, stderr)``. For argument and error-message checks."""

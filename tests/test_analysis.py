@@ -16,7 +16,7 @@ from bioplugin.apis import load_config
 from bioplugin.apis.options import enable_tensorboard
 from bioplugin.errors import ConfigError
 
-from helpers import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
+from helpers import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_logs, run_tool
 
 
 def synthetic_predictions(num_classes: int, per_class: int = 6, seed: int = 0):
@@ -116,8 +116,7 @@ def resumed_run(tmp_path_factory):
     second = run_tool(train, TINY_CONFIG, '--data-root', data, '--work-dir', work_dir,
                       '--resume', '--cfg-options', 'train_cfg.max_epochs=3')
     assert second.returncode == 0, second.stderr[-2000:]
-    return dict(data=data, work_dir=work_dir, log=first.stdout + first.stderr
-                + second.stdout + second.stderr)
+    return dict(data=data, work_dir=work_dir, log='\n'.join(run_logs(work_dir)))
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ from mmengine.registry import FUNCTIONS  # collate functions: MMEngine's own
 
 from mmpretrain import registry
 
-from helpers import REPO, TINY_CONFIG, assert_same_weights, final_weights, train_tiny
+from helpers import (REPO, TINY_CONFIG, assert_same_weights, final_weights, run_logs,
+                     train_tiny)
 
 PLUS = osp.join(REPO, 'configs', 'bio_resnext_plus.py')
 REFERENCE = osp.join(REPO, 'configs', 'bio_resnext.py')
@@ -85,7 +86,7 @@ def test_plus_trains_with_mixup_on_the_tiny_fixture_and_resumes_to_the_same_weig
     whole = train_tiny(data, tmp_path / 'whole', config=TINY_PLUS, epochs=2)
     assert whole.returncode == 0, whole.stderr[-3000:]
     first_loss = float(re.search(r'Epoch\(train\) \[1\]\[1/\d+\].*?loss: ([\d.]+)',
-                                 whole.stdout + whole.stderr).group(1))
+                                 run_logs(tmp_path / 'whole')[0]).group(1))
     assert first_loss == pytest.approx(math.log(3), rel=0.2)  # classifier_std, not ~20
     cut = train_tiny(data, tmp_path / 'cut', config=TINY_PLUS, epochs=1)
     assert cut.returncode == 0, cut.stderr[-3000:]

@@ -60,7 +60,7 @@ def _start_training(data, work_dir, *extra):
     """tools/train.py in the background, its log line by line."""
     return subprocess.Popen(
         [sys.executable, 'tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir',
-         str(work_dir), '--cfg-options', 'train_cfg.max_epochs=3', *extra],
+         str(work_dir), '--verbose', '--cfg-options', 'train_cfg.max_epochs=3', *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -102,7 +102,7 @@ def test_sigusr1_to_the_whole_process_group_with_loader_workers(data, tmp_path):
     """As Slurm warns of the time limit: every process, loader workers included, is signalled."""
     process = subprocess.Popen(
         [sys.executable, 'tools/train.py', TINY_CONFIG, '--data-root', data, '--work-dir',
-         str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=3',
+         str(tmp_path), '--verbose', '--cfg-options', 'train_cfg.max_epochs=3',
          'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True'],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
@@ -158,7 +158,8 @@ def test_two_processes_stop_at_the_same_iteration_when_one_is_signalled(data, tm
         sock.bind(('127.0.0.1', 0))
         port = str(sock.getsockname()[1])
     command = ['bash', 'tools/dist_train.sh', TINY_CONFIG, '2', '--data-root', data,
-               '--work-dir', str(tmp_path), '--cfg-options', 'train_cfg.max_epochs=3']
+               '--work-dir', str(tmp_path), '--verbose', '--cfg-options',
+               'train_cfg.max_epochs=3']
     env = dict(os.environ, PYTHON=sys.executable, PORT=port)
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

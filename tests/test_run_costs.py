@@ -41,12 +41,13 @@ def saved_epochs(log_file: str) -> list:
                 for line in file if 'Saving checkpoint at ' in line]
 
 
-def test_a_run_formats_its_config_text_once(tiny_data, tmp_path, format_calls):
+def test_a_run_formats_its_config_texts_once(tiny_data, tmp_path, format_calls):
     runner = run(tiny_data, tmp_path, **{'train_cfg.max_epochs': 3})
-    # logged, dumped, kept in the message hub and in 3 epoch and 1+ best checkpoints
-    assert len(format_calls) == 1
+    # the resolved config once (logged, kept in the message hub and in 3 epoch and 1+ best
+    # checkpoints), the declared one once (dumped into the work dir)
+    assert len(format_calls) == 2
     dumped = osp.join(tmp_path, 'bio_tiny.py')
-    assert open(dumped).read() == runner.cfg.pretty_text
+    assert open(dumped).read() == runner.cfg.declared.pretty_text
     assert saved_epochs(glob.glob(osp.join(tmp_path, '*', '*.log'))[0]) == [1, 2, 3]
 
 

@@ -7,14 +7,31 @@ from typing import Callable, Optional
 import torch
 from mmengine.config import DictAction
 
+from ..engine.console import set_console
 from ..errors import BioPluginError
 from ..fileio import DISK_FULL_ERRNOS, as_output_error
 
 
-def tool_parser(doc: str) -> argparse.ArgumentParser:
-    """An ArgumentParser whose help starts with the tool's usage docstring."""
-    return argparse.ArgumentParser(description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+class ToolParser(argparse.ArgumentParser):
+    """Every tool's parser: its help starts with the tool's usage docstring, and
+    ``--verbose`` chooses the console (parsing sets it: a summary, or MMEngine's whole log;
+    see :mod:`~bioplugin.engine.console`)."""
+
+    def __init__(self, doc: str):
+        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.add_argument('--verbose', action='store_true',
+                          help="MMEngine's whole log on the console (environment, config, "
+                          'hooks, every few iterations); the log file in the work dir holds '
+                          'it either way')
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        set_console('full' if parsed.verbose else 'summary')
+        return parsed
+
+
+def tool_parser(doc: str) -> ToolParser:
+    return ToolParser(doc)
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ checkpoints and logs — is MMEngine's. ``BioRunner`` calls :func:`configure_dis
 import atexit
 import gc
 import os
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as torch_dist
@@ -22,6 +22,7 @@ from mmengine.dist import barrier, init_dist, is_main_process
 from ..errors import ConfigError
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+T = TypeVar('T')
 
 
 def setup_distributed(launcher: str = 'none') -> None:
@@ -67,10 +68,11 @@ def configure_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-def main_process_first(function: Callable[[], None]) -> None:
-    """Run ``function`` on rank 0, then on the other ranks (e.g. download once, then read)."""
-    if is_main_process():
-        function()
+def main_process_first(function: Callable[[], T]) -> T:
+    """Run ``function`` on rank 0, then on the other ranks (e.g. download once, then read);
+    returns what it returned in this process."""
+    result = function() if is_main_process() else None
     barrier()
     if not is_main_process():
-        function()
+        result = function()
+    return result

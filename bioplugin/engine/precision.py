@@ -19,6 +19,7 @@ import torch
 from ..errors import ConfigError
 
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
+MIXED_PRECISION_WRAPPERS = ('AutocastOptimWrapper', 'AmpOptimWrapper')
 AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 _CPU_BF16_FLAGS = {'avx512_bf16', 'amx_bf16', 'bf16'}
 
@@ -136,7 +137,14 @@ def apply_precision(cfg) -> str:
     if wrapper is not None and wrapper.get('type') == 'AmpOptimWrapper' and device == 'cpu':
         requested = 'bf16'  # MMEngine's float16 wrapper asserts CUDA
     cfg.precision = resolved = resolve_precision(requested, device)
+    for name in ('val_cfg', 'test_cfg'):
+        if cfg.get(name) is not None:
+            # MMEngine's flag for autocast (its dtype: EvalAutocastHook)
+            cfg[name].fp16 = resolved != 'fp32'
     if resolved == 'fp32':
+        if wrapper is not None and wrapper.get('type') in MIXED_PRECISION_WRAPPERS:
+            wrapper.type = 'OptimWrapper'  # precision decides, whatever the wrapper said
+            wrapper.pop('loss_scale', None)
         return resolved
     if wrapper is not None:
         if resolved == 'fp16':  # float16 needs loss scaling
@@ -145,9 +153,6 @@ def apply_precision(cfg) -> str:
         else:
             wrapper.type = 'AutocastOptimWrapper'
             wrapper.pop('loss_scale', None)
-    for name in ('val_cfg', 'test_cfg'):
-        if cfg.get(name) is not None:
-            cfg[name].fp16 = True  # MMEngine's flag for autocast (bfloat16 on CPU)
     hooks = list(cfg.get('custom_hooks') or [])
     if device == 'cuda' and not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]

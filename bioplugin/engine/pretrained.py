@@ -13,6 +13,7 @@ can be neither found nor downloaded::
     model = dict(backbone=dict(init_cfg=dict(
         type='Pretrained', checkpoint='torchvision_v2', prefix='backbone')))
 """
+import logging
 import os
 import os.path as osp
 from typing import Iterator, Optional, Tuple
@@ -127,7 +128,8 @@ def prepare_pretrained(module: BaseModule, key: str) -> Optional[str]:
         url = checkpoint_url(init_cfg['checkpoint'], key)
         hint = (f'; put the file at {cached_checkpoint_path(url)} to start from it'
                 if urlparse(url).scheme in ('http', 'https') else '')
-        print_log(f'{key}: training from scratch ({reason}){hint}.', logger='current')
+        print_log(f'{key}: training from scratch ({reason}){hint}.', logger='current',
+                  level=logging.WARNING)
         module.init_cfg = None
         return None
     if init_cfg.get('prefix') == 'backbone' and key.endswith('backbone.init_cfg'):
@@ -142,10 +144,25 @@ def prepare_pretrained(module: BaseModule, key: str) -> Optional[str]:
     return path
 
 
-def resolve_pretrained(model: nn.Module, prefix: str = 'model') -> None:
-    """:func:`prepare_pretrained` for every ``Pretrained`` module of ``model``."""
-    for name, module in list(pretrained_modules(model)):
-        prepare_pretrained(module, f'{prefix}.{name}.init_cfg' if name else f'{prefix}.init_cfg')
+def resolve_pretrained(model: nn.Module, prefix: str = 'model') -> dict:
+    """:func:`prepare_pretrained` for every ``Pretrained`` module of ``model``; returns
+    ``{config key: local file, or None for from scratch}``."""
+    return {key: prepare_pretrained(module, key) for key, module in (
+        (f'{prefix}.{name}.init_cfg' if name else f'{prefix}.init_cfg', module)
+        for name, module in list(pretrained_modules(model)))}
+
+
+def describe_initial_weights(loaded: dict, load_from: Optional[str] = None) -> str:
+    """Where a run's weights start, in words: ``loaded`` is what :func:`resolve_pretrained`
+    returned, ``load_from`` a checkpoint the whole model starts from."""
+    if load_from:
+        return f'weights from {load_from}'
+    files = [osp.basename(path) for path in loaded.values() if path]
+    if files:
+        return f'pretrained weights {", ".join(files)}'
+    if loaded:
+        return 'from scratch (the pretrained weights are unavailable)'
+    return 'from scratch'
 
 
 def skip_pretrained(model: nn.Module) -> None:

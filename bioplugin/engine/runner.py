@@ -21,25 +21,30 @@ to the newest complete checkpoint, and evaluation labels its split with the chec
 """
 import copy
 import os.path as osp
+import re
 from typing import Optional
 
 from mmengine.config import Config
 from mmengine.dist import master_only
 from mmengine.registry import RUNNERS  # looked up before any default scope is set
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import load_state_dict
 
 from ..datasets.class_balance import resolve_class_weights
 from ..datasets.loader_options import DATALOADERS, resolve_loader_options
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.metrics_report import fit_topk
+from ..evaluation.model_facts import ModelFacts
 from ..fileio import check_work_dir
 from ..models.builder import bare_model
+from .console import apply_console_mode, console_mode, log_summary
 from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_complete_checkpoint,
                             read_checkpoint)
 from .distributed import configure_distributed, main_process_first
+from .hooks.console_summary_hook import ConsoleSummaryHook
 from .hooks.inference_layout_hook import InferenceLayoutHook
 from .precision import apply_precision
-from .pretrained import resolve_pretrained, skip_pretrained
+from .pretrained import describe_initial_weights, resolve_pretrained, skip_pretrained
 
 
 def apply_data_root(cfg: Config) -> None:
@@ -53,31 +58,39 @@ def apply_data_root(cfg: Config) -> None:
             dataset.setdefault('data_root', data_root)
 
 
-class FormattedOnceConfig(Config):
-    """A ``Config`` whose ``pretty_text`` is formatted once for as long as its content stays
-    the same."""
+class ResolvedConfig(Config):
+    """The config a Runner runs: a config with its machine- and data-dependent keys resolved
+    (:func:`resolve_config`). ``declared`` is the config as it was written (what a work dir
+    keeps: it must run the same on another machine, where ``precision='auto'`` or
+    ``num_workers='auto'`` resolve differently). ``pretty_text`` is formatted once for as
+    long as the content stays the same."""
+
+    @classmethod
+    def of(cls, cfg: Config) -> 'ResolvedConfig':
+        """``cfg`` (not a copy: the same content) as a ``ResolvedConfig`` that remembers a
+        copy of it as declared."""
+        # a config resolved again keeps what was declared the first time
+        declared = copy.deepcopy(getattr(cfg, 'declared', cfg))
+        resolved = cls.__new__(cls)
+        resolved.__dict__.update(cfg.__dict__)
+        # Config's own __setattr__ stores config keys; these are attributes of the object
+        super(Config, resolved).__setattr__('declared', declared)
+        return resolved
 
     @property
     def pretty_text(self) -> str:
-        content = repr(self._cfg_dict)
+        content = repr(self.to_dict())
         cached = self.__dict__.get('_formatted')
         if cached is None or cached[0] != content:
             cached = (content, super().pretty_text)
-            super(Config, self).__setattr__('_formatted', cached)  # Config's own __setattr__
-        return cached[1]                                          # stores config keys
-
-
-def formatted_once(cfg: Config) -> FormattedOnceConfig:
-    """``cfg`` (not a copy: the same content) as a :class:`FormattedOnceConfig`."""
-    other = FormattedOnceConfig.__new__(FormattedOnceConfig)
-    other.__dict__.update(cfg.__dict__)
-    return other
+            super(Config, self).__setattr__('_formatted', cached)
+        return cached[1]
 
 
 def resolve_config(cfg: Config) -> Config:
     """A copy of ``cfg`` with the machine- and data-dependent keys resolved (see the module)."""
     cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg)))
-    cfg = formatted_once(cfg)
+    cfg = ResolvedConfig.of(cfg)
     apply_data_root(cfg)
     resolve_loader_options(cfg)
     apply_precision(cfg)
@@ -102,16 +115,33 @@ class BioRunner(Runner):
         return super().from_cfg(resolve_config(cfg))
 
     def __init__(self, *args, **kwargs):
+        self._model_facts: Optional[ModelFacts] = None
+        self._mapped_checkpoint: Optional[tuple] = None
+        self.weights_source = 'random initial weights'
         super().__init__(*args, **kwargs)
         self.precision = self.cfg.get('precision', 'fp32')
         self.register_hook(InferenceLayoutHook(self.precision))
+        if self.console == 'summary':
+            self.register_hook(ConsoleSummaryHook())
+
+    # ------------------------------------------------------------------ console
+    @property
+    def console(self) -> str:
+        """``'summary'`` or ``'full'`` (see :mod:`~bioplugin.engine.console`)."""
+        return console_mode(self.cfg.get('console'))
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        """MMEngine's logger (the log file keeps everything), its console filtered for
+        ``console='summary'``."""
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        apply_console_mode(logger, self.console)
+        return logger
 
     # ------------------------------------------------------------------ training
     def check_training_data(self) -> None:
         """Build the training loop and check its data against the model: the class count
         must match the head and the split must fill one batch; string class weights become
         weights from the training folders."""
-        self._train_loop = self.build_train_loop(self._train_loop)
         dataloader = self.train_loop.dataloader
         dataset = dataloader.dataset
         classes = dataset.metainfo.get('classes') or ()
@@ -130,13 +160,15 @@ class BioRunner(Runner):
 
     @master_only
     def dump_config(self, into: Optional[str] = None) -> None:
-        """Save the config as ``into/<config name>.py``. MMEngine calls this while building the
-        Runner, before it is known whether it will train or evaluate, and then nothing is
-        written: training saves it into the work dir, where the tools read it back, and an
-        evaluation beside its own log, so that an evaluation never replaces the config a work
-        dir was trained with."""
+        """Save the config as declared (before this machine resolved it) as
+        ``into/<config name>.py``. MMEngine calls this while building the Runner, before it
+        is known whether it will train or evaluate, and then nothing is written: training
+        saves it into the work dir, where the tools read it back, and an evaluation beside
+        its own log, so that an evaluation never replaces the config a work dir was trained
+        with."""
         if into is not None:
-            self.cfg.dump(osp.join(into, osp.basename(self.cfg.filename or
+            declared = getattr(self.cfg, 'declared', self.cfg)
+            declared.dump(osp.join(into, osp.basename(self.cfg.filename or
                                                       f'{self.timestamp}.py')))
 
     def train(self):
@@ -145,20 +177,38 @@ class BioRunner(Runner):
         model = bare_model(self.model)
         if self._resume:
             skip_pretrained(model)  # every weight comes from the checkpoint
+            self.weights_source = 'weights of the resumed run'
         else:
             # the first process downloads; the others then find the cached file
-            main_process_first(lambda: resolve_pretrained(model))
+            loaded = main_process_first(lambda: resolve_pretrained(model))
+            self.weights_source = describe_initial_weights(loaded, self.load_from)
         return super().train()
 
     # ------------------------------------------------------------------ evaluation
+    @property
+    def model_facts(self) -> ModelFacts:
+        """What the evaluated model says about its predictions (classes, calibration, unknown
+        score), read once per run: from the checkpoint (``load_from``) and the files beside
+        it, or from an exported model that carries them (an ONNX file)."""
+        if self._model_facts is None or self._model_facts.source != self.load_from:
+            model = bare_model(self.model)
+            if self.load_from:
+                classes = checkpoint_classes(self._read_checkpoint(self.load_from))
+                self._model_facts = ModelFacts.from_checkpoint(self.load_from, classes or ())
+            elif getattr(model, 'facts', None) is not None:
+                self._model_facts = model.facts
+            else:
+                return None
+        return self._model_facts
+
     def val(self):
         self.dump_config(self.log_dir)
-        self._label_with_checkpoint_classes(self._val_dataloader)
+        self._label_with_model_classes(self._val_dataloader)
         return super().val()
 
     def test(self):
         self.dump_config(self.log_dir)
-        self._label_with_checkpoint_classes(self._test_dataloader)
+        self._label_with_model_classes(self._test_dataloader)
         return super().test()
 
     def test_with(self, cfg: Config) -> dict:
@@ -170,28 +220,43 @@ class BioRunner(Runner):
         self._test_loop = cfg.get('test_cfg') or dict()
         return self.test()
 
-    def _label_with_checkpoint_classes(self, loader) -> None:
-        """Evaluate with the classes the checkpoint was trained on (a labeled split must
-        have exactly those folders; an unlabeled one needs no training folder)."""
+    def _label_with_model_classes(self, loader) -> None:
+        """Evaluate with the classes the model was trained on (a labeled split must have
+        exactly those folders; an unlabeled one needs no training folder)."""
         dataset = loader.get('dataset') if isinstance(loader, dict) else None
-        if not isinstance(dataset, dict):
-            return
-        if self._load_from:
-            classes = checkpoint_classes(read_checkpoint(self._load_from, mmap=True))
-        else:  # a model that carries its classes (an exported ONNX file)
-            classes = getattr(bare_model(self.model), 'classes', None)
-        if classes and dataset.get('type') == 'BioDataset':
+        facts = self.model_facts if isinstance(dataset, dict) else None
+        if facts and facts.classes and dataset.get('type') == 'BioDataset':
             dataset.pop('classes_from', None)
-            dataset['classes'] = list(classes)
+            dataset['classes'] = list(facts.classes)
 
-    def build_evaluator(self, evaluator):
-        evaluator = super().build_evaluator(evaluator)
-        for metric in evaluator.metrics:
-            if hasattr(metric, 'attach'):  # prediction writers: where and what they record
-                metric.attach(self)
-        return evaluator
+    def build_test_loop(self, loop):
+        return self._prepare_writers(super().build_test_loop(loop))
+
+    def build_val_loop(self, loop):
+        return self._prepare_writers(super().build_val_loop(loop))
+
+    def _prepare_writers(self, loop):
+        """Hand the model's facts and the built dataset to the metrics that write
+        predictions, before any image is read (they check the image names and their
+        taxonomy there)."""
+        for metric in getattr(getattr(loop, 'evaluator', None), 'metrics', ()):
+            if hasattr(metric, 'prepare'):
+                metric.prepare(self, loop.dataloader.dataset)
+        return loop
 
     # ------------------------------------------------------------------ checkpoints
+    @property
+    def load_from(self) -> Optional[str]:
+        """The checkpoint this run loads or resumes from (None: none)."""
+        return self._load_from
+
+    def _read_checkpoint(self, filename: str) -> dict:
+        """The checkpoint, mapped (not read) once per file and run: its class names, the
+        weights check and the weights themselves all come from this one read."""
+        if self._mapped_checkpoint is None or self._mapped_checkpoint[0] != filename:
+            self._mapped_checkpoint = (filename, read_checkpoint(filename, mmap=True))
+        return self._mapped_checkpoint[1]
+
     def load_or_resume(self) -> None:
         if self._resume and self._load_from is None and not self._has_loaded:
             self._load_from = latest_complete_checkpoint(self.work_dir)
@@ -200,14 +265,26 @@ class BioRunner(Runner):
                     f'Nothing to resume in {self.work_dir!r}: it has no complete checkpoint. '
                     'Pass the --work-dir of an earlier run, or run without --resume to start '
                     'training.')
-        if self._load_from and not self._has_loaded:
-            self.logger.info(f"{'Resuming from' if self._resume else 'Loading'} "
-                             f'{self._load_from}')
+        if self._load_from and not self._has_loaded and self._resume:
+            log_summary(self.logger, f'Resuming from {self._load_from}')
+        elif self._load_from and not self._has_loaded:
+            self.logger.info(f'Loading {self._load_from}')
         super().load_or_resume()
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys=[(r'^module.', '')]):
-        """MMEngine's loading, after checking that every tensor fits (a mismatch is one
-        sentence, not a warning followed by a model with random weights)."""
-        check_weights_fit(bare_model(self.model), read_checkpoint(filename, mmap=True), filename)
-        return super().load_checkpoint(filename, map_location, strict, revise_keys)
+        """MMEngine's ``Runner.load_checkpoint`` on the one mapped read of the file, after
+        checking that every tensor fits (a mismatch is one sentence, not a warning followed
+        by a model with random weights)."""
+        checkpoint = self._read_checkpoint(filename)
+        model = bare_model(self.model)
+        state_dict = check_weights_fit(model, checkpoint, filename)
+        for pattern, replacement in revise_keys:
+            state_dict = {re.sub(pattern, replacement, key): value
+                          for key, value in state_dict.items()}
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        load_state_dict(model, state_dict, strict=strict, logger=self.logger)
+        self._has_loaded = True
+        self._mapped_checkpoint = None  # the model holds copies; the file is free again
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint

@@ -1,5 +1,6 @@
 from .bad_image_hook import BadImageHook
 from .channels_last_hook import ChannelsLastHook
+from .console_summary_hook import ConsoleSummaryHook
 from .epoch_end_checkpoint_hook import EpochEndCheckpointHook
 from .inference_layout_hook import InferenceLayoutHook
 from .parameter_count_hook import ParameterCountHook, count_parameters
@@ -7,7 +8,8 @@ from .recovery_checkpoint_hook import PREEMPTED_EXIT_CODE, RecoveryCheckpointHoo
 from .reproducibility_hook import ReproducibilityHook
 from .resumable_early_stopping_hook import ResumableEarlyStoppingHook
 
-__all__ = ['BadImageHook', 'ChannelsLastHook', 'EpochEndCheckpointHook', 'InferenceLayoutHook',
+__all__ = ['BadImageHook', 'ChannelsLastHook', 'ConsoleSummaryHook', 'EpochEndCheckpointHook',
+           'InferenceLayoutHook',
            'PREEMPTED_EXIT_CODE', 'ParameterCountHook', 'RecoveryCheckpointHook',
            'ReproducibilityHook', 'ResumableEarlyStoppingHook',
            'count_parameters']

@@ -4,6 +4,8 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from mmpretrain.registry import LOOPS
 
+from ..console import log_summary
+
 
 class _SkipFirst:
     """A sampler that leaves out the first ``count`` indices of another (same length, so the
@@ -40,9 +42,10 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         batch_sampler = self.dataloader.batch_sampler
         sampler = batch_sampler.sampler
         batch_sampler.sampler = _SkipFirst(sampler, done * batch_sampler.batch_size)
-        self.runner.logger.info(f'Resuming epoch {self._epoch + 1} at batch {done + 1} of '
-                                f'{len(self.dataloader)}' if done < len(self.dataloader) else
-                                f'Resuming after the last batch of epoch {self._epoch + 1}')
+        log_summary(self.runner.logger,
+                    f'Resuming epoch {self._epoch + 1} at batch {done + 1} of '
+                    f'{len(self.dataloader)}' if done < len(self.dataloader) else
+                    f'Resuming after the last batch of epoch {self._epoch + 1}')
         try:
             for idx, data_batch in enumerate(self.dataloader, start=done):
                 self.run_iter(idx, data_batch)
