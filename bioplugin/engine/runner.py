@@ -38,6 +38,7 @@ from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_comple
                             read_checkpoint)
 from .distributed import configure_distributed, main_process_first
 from .hooks.inference_layout_hook import InferenceLayoutHook
+from .optim_wrappers.state_layout import match_parameter_layout
 from .precision import apply_precision
 from .pretrained import resolve_pretrained, skip_pretrained
 
@@ -204,6 +205,11 @@ class BioRunner(Runner):
             self.logger.info(f"{'Resuming from' if self._resume else 'Loading'} "
                              f'{self._load_from}')
         super().load_or_resume()
+        if self._resume:  # moments saved on another device may have another layout
+            copied = match_parameter_layout(self.optim_wrapper)
+            if copied:
+                self.logger.info(f'Optimizer state: {copied} tensors given the memory layout '
+                                 'of their parameters.')
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys=[(r'^module.', '')]):
