@@ -118,6 +118,11 @@ def device_type() -> str:
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
+def model_device_type(model: torch.nn.Module) -> str:
+    """``'cuda'`` or ``'cpu'``: where the model's parameters are (``'cpu'`` without any)."""
+    return next(iter(model.parameters()), torch.zeros(0)).device.type
+
+
 def apply_precision(cfg) -> str:
     """Resolve the config's ``precision`` (default ``'auto'``) for this machine and set up
     training and evaluation for it; returns ``'bf16'``, ``'fp16'`` or ``'fp32'``.
@@ -147,7 +152,7 @@ def apply_precision(cfg) -> str:
             wrapper.pop('loss_scale', None)
     for name in ('val_cfg', 'test_cfg'):
         if cfg.get(name) is not None:
-            cfg[name].fp16 = True  # MMEngine's flag for autocast (bfloat16 on CPU)
+            cfg[name].fp16 = True  # MMEngine's flag for autocast; its dtype: EvalAutocastHook
     hooks = list(cfg.get('custom_hooks') or [])
     if device == 'cuda' and not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]

@@ -37,6 +37,7 @@ from ..models.builder import bare_model
 from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_complete_checkpoint,
                             read_checkpoint)
 from .distributed import configure_distributed, main_process_first
+from .hooks.eval_autocast_hook import EvalAutocastHook
 from .hooks.inference_layout_hook import InferenceLayoutHook
 from .optim_wrappers.state_layout import match_parameter_layout
 from .precision import apply_precision
@@ -106,6 +107,7 @@ class BioRunner(Runner):
         super().__init__(*args, **kwargs)
         self.precision = self.cfg.get('precision', 'fp32')
         self.register_hook(InferenceLayoutHook(self.precision))
+        self.register_hook(EvalAutocastHook(self.precision))
 
     # ------------------------------------------------------------------ training
     def check_training_data(self) -> None:
