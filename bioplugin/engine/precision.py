@@ -123,6 +123,11 @@ def model_device_type(model: torch.nn.Module) -> str:
     return next(iter(model.parameters()), torch.zeros(0)).device.type
 
 
+def trains_channels_last(cfg) -> bool:
+    """Whether the config trains channels-last (a ``ChannelsLastHook`` among its hooks)."""
+    return any(hook.get('type') == 'ChannelsLastHook' for hook in cfg.get('custom_hooks') or [])
+
+
 def apply_precision(cfg) -> str:
     """Resolve the config's ``precision`` (default ``'auto'``) for this machine and set up
     training and evaluation for it; returns ``'bf16'``, ``'fp16'`` or ``'fp32'``.
@@ -153,7 +158,6 @@ def apply_precision(cfg) -> str:
     for name in ('val_cfg', 'test_cfg'):
         if cfg.get(name) is not None:
             cfg[name].fp16 = True  # MMEngine's flag for autocast; its dtype: EvalAutocastHook
-    hooks = list(cfg.get('custom_hooks') or [])
-    if device == 'cuda' and not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]
+    if device == 'cuda' and not trains_channels_last(cfg):
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='ChannelsLastHook')]
     return resolved

@@ -40,7 +40,7 @@ from .distributed import configure_distributed, main_process_first
 from .hooks.eval_autocast_hook import EvalAutocastHook
 from .hooks.inference_layout_hook import InferenceLayoutHook
 from .optim_wrappers.state_layout import match_parameter_layout
-from .precision import apply_precision
+from .precision import apply_precision, channels_last, trains_channels_last
 from .pretrained import resolve_pretrained, skip_pretrained
 
 
@@ -108,6 +108,14 @@ class BioRunner(Runner):
         self.precision = self.cfg.get('precision', 'fp32')
         self.register_hook(InferenceLayoutHook(self.precision))
         self.register_hook(EvalAutocastHook(self.precision))
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        """MMEngine's wrapping; a distributed model that trains channels-last is converted
+        first, as DDP keeps views of the parameters it wraps (``ChannelsLastHook`` converts
+        a single-process model before training starts)."""
+        if self.distributed and trains_channels_last(self.cfg):
+            channels_last(model)
+        return super().wrap_model(model_wrapper_cfg, model)
 
     # ------------------------------------------------------------------ training
     def check_training_data(self) -> None:
