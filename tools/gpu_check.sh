@@ -91,7 +91,7 @@ EOF
 } >"$SUMMARY"
 
 # ---------------------------------------------------------------- set-up
-step 'a CUDA GPU visible to torch' "$OUT/setup.log" 60 "$PYTHON" -c \
+step 'a CUDA GPU visible to torch' "$OUT/setup.log" 30 "$PYTHON" -c \
     'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "torch sees no CUDA GPU")'
 
 install_wheels() {
@@ -135,10 +135,10 @@ EOF
 
 export -f install_wheels check_imports
 
-step 'install wheels' "$OUT/setup.log" 120 install_wheels &&
-    step 'import stack, build Runner' "$OUT/setup.log" 120 check_imports
+step 'install wheels' "$OUT/setup.log" 60 install_wheels &&
+    step 'import stack, build Runner' "$OUT/setup.log" 60 check_imports
 SETUP=$?
-step 'demo images from .whl' "$OUT/setup.log" 60 \
+step 'demo images from .whl' "$OUT/setup.log" 30 \
     "$PYTHON" tools/data/fetch_plankton_demo.py data/plankton --wheel .whl
 
 # ---------------------------------------------------------------- GPU tests
@@ -149,7 +149,7 @@ if [ "$SETUP" -eq 0 ]; then
     fi
     step 'GPU tests (pytest -m gpu)' "$OUT/pytest.log" 240 \
         "$PYTHON" -m pytest -m gpu tests/test_gpu.py "${parallel[@]}" -p no:cacheprovider \
-        --basetemp "$WORK/pytest" -ra --durations=30
+        --basetemp "$WORK/pytest" -v -ra --durations=30
 fi
 
 # ---------------------------------------------------------------- benchmark
