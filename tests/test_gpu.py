@@ -191,8 +191,12 @@ def test_float16_trains_with_loss_scaling_resumes_and_predicts(data, tmp_path):
 
 
 def test_fp32_trains_nchw_without_autocast_resumes_and_predicts(data, tmp_path):
+    """Also with cuDNN's autotuner on (MMEngine's ``env_cfg.cudnn_benchmark``; the recipe
+    leaves it off)."""
     work_dir = tmp_path / 'work'
-    log = succeeded(train_tiny(data, work_dir, '--fp32', '--no-calibrate', epochs=2))
+    log = succeeded(train_tiny(data, work_dir, 'env_cfg.cudnn_benchmark=True', '--fp32',
+                               '--no-calibrate', epochs=2))
+    assert 'cudnn_benchmark: True' in log  # MMEngine's runtime environment
     cfg = dumped_config(work_dir)
     assert cfg.precision == 'fp32' and cfg.optim_wrapper.get('type', 'OptimWrapper') == \
         'OptimWrapper'
