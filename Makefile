@@ -8,7 +8,7 @@ PLANKTON := data/plankton
 DEMO_CONFIG ?= configs/bio_resnext50_plankton_cpu.py
 DEMO_WORK_DIR ?= work_dirs/demo_plankton
 
-.PHONY: install data demo test test-fast clean
+.PHONY: install data demo test test-fast gpu-wheels clean
 
 install: $(INSTALLED)
 
@@ -38,6 +38,19 @@ test: install data
 # the inner loop: all but the end-to-end runs marked slow
 test-fast: install data
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m 'not slow'
+
+# the wheels tools/gpu_check.sh installs on a GPU machine without the MMEngine stack or a
+# network (tools/gpu_wheels.txt; docs/gpu.md): Python 3.12, Linux x86-64
+GPU_WHEELS ?= .whl
+GPU_PLATFORM := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS)
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: $(GPU_PLATFORM) \
+		-d $(GPU_WHEELS) -r tools/gpu_wheels.txt
+	# grad-cam publishes only a source archive: a pure-Python wheel is built from it
+	$(PYTHON) -m pip wheel -q --no-deps -w $(GPU_WHEELS) grad-cam==1.5.7
+	ls $(GPU_WHEELS)
 
 clean:
 	rm -rf $(DEMO_WORK_DIR) .pytest_cache

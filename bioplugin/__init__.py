@@ -9,6 +9,9 @@ import warnings
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 # mmengine resolves `mmpretrain::` config bases with pkg_resources (setuptools<81 is pinned).
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+# Python >= 3.12 compiles MMPretrain's regex literals with a SyntaxWarning ('\d') on every
+# import where no bytecode is cached, which would precede the tools' one-line errors.
+warnings.filterwarnings('ignore', category=SyntaxWarning, module=r'.*[\\/]mmpretrain[\\/]')
 
 from . import datasets, deploy, engine, evaluation, models  # noqa: E402,F401  (registration)
 from .errors import BioPluginError  # noqa: E402

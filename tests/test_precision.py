@@ -155,3 +155,37 @@ def test_half_precision_checkpoint_weights_load_as_float32(trained_classifier_pa
     images = scan_images(data, recursive=True)[:8]
     np.testing.assert_allclose(classifier.predict_scores(images), fp32.predict_scores(images),
                                atol=0.02)
+
+
+def test_validation_and_test_autocast_in_the_dtype_of_the_run(monkeypatch):
+    """MMEngine's val and test loops open autocast without a dtype: on a GPU that is float16,
+    also for a bfloat16 run, unless the hook sets the device's default for the loop."""
+    from types import SimpleNamespace
+
+    from bioplugin.engine.hooks import eval_autocast_hook
+    from bioplugin.engine.hooks.eval_autocast_hook import EvalAutocastHook
+    monkeypatch.setattr(eval_autocast_hook, 'model_device_type', lambda model: 'cuda')
+    logged = []
+    runner = SimpleNamespace(model=torch.nn.Linear(2, 2), logger=SimpleNamespace(
+        info=logged.append))
+    default = torch.get_autocast_dtype('cuda')
+    assert default == torch.float16  # what MMEngine's loops get on a GPU by themselves
+    hook = EvalAutocastHook('bf16')
+    for enter, leave in ((hook.before_val, hook.after_val), (hook.before_test, hook.after_test)):
+        enter(runner)
+        assert torch.get_autocast_dtype('cuda') == torch.bfloat16
+        leave(runner)
+        assert torch.get_autocast_dtype('cuda') == default
+    assert logged == ['Validation with bfloat16 autocast on cuda.']  # once per run
+    EvalAutocastHook('fp32').before_test(runner)  # no autocast at all: nothing to set
+    assert torch.get_autocast_dtype('cuda') == default
+
+
+def test_the_runner_evaluates_with_its_autocast_dtype(tmp_path):
+    from bioplugin.apis import build_runner
+    from bioplugin.engine.hooks import EvalAutocastHook
+    cfg = build_train_config(TINY_CONFIG, work_dir=str(tmp_path),
+                             cfg_options={'precision': 'bf16'})
+    runner = build_runner(cfg)
+    hooks = [hook for hook in runner.hooks if isinstance(hook, EvalAutocastHook)]
+    assert [hook.precision for hook in hooks] == ['bf16']

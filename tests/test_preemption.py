@@ -56,6 +56,31 @@ def test_sigkill_after_a_recovery_checkpoint_resumes_at_that_batch(data, uninter
     assert_same_weights(uninterrupted, final_weights(work_dir))
 
 
+@pytest.mark.slow
+def test_a_checkpoint_with_channels_last_moments_resumes_exactly(data, uninterrupted, tmp_path):
+    """As a checkpoint of a channels-last (GPU) run is when resumed on a CPU: AdamW's moments
+    in another memory layout than the parameters must not change a single weight."""
+    config = killing_config(tmp_path, hook=dict(type='KillAtIterationHook', iteration=7))
+    work_dir = tmp_path / 'killed'
+    killed = train_tiny(data, work_dir, config=config, env=env_with_tests_on_path())
+    assert killed.returncode == -9  # in epoch 2, after epoch_1.pth
+    path = str(work_dir / 'epoch_1.pth')
+    checkpoint = read_checkpoint(path)
+    relaid = 0
+    for state in checkpoint['optimizer']['state'].values():
+        for key in ('exp_avg', 'exp_avg_sq'):
+            if state[key].dim() == 4:
+                before = state[key].stride()
+                state[key] = state[key].contiguous(memory_format=torch.channels_last)
+                relaid += state[key].stride() != before  # 1x1 kernels may keep theirs
+    assert relaid > 10
+    torch.save(checkpoint, path)
+    resumed = train_tiny(data, work_dir, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f'Optimizer state: {relaid} tensors given the memory layout' in log_of(resumed)
+    assert_same_weights(uninterrupted, final_weights(work_dir))
+
+
 def _start_training(data, work_dir, *extra):
     """tools/train.py in the background, its log line by line."""
     return subprocess.Popen(

@@ -9,9 +9,14 @@ training pipeline vs the seed's torchvision chain), ResNeXt101 inference (tools/
 BioClassifier vs a plain fp32 eval loop), the same in fp32 with oneDNN capped at AVX2 (a CPU
 without AVX-512 or bfloat16), the exported ONNX file in fp32 and int8 through ONNX Runtime
 (vs the plain fp32 loop; with --checkpoint also the int8/fp32 top-1 agreement on its val
-images), training (the Runner vs a plain fp32 loop) and the Runner's overhead over a bare
-loop with the Runner's own data, precision and memory format. The CPU's instruction sets
-head the table.
+images), training (the Runner vs a plain fp32 loop; on a GPU, `amp`, also vs the plain loop
+with float16 autocast and loss scaling) and the Runner's overhead over a bare loop with the
+Runner's own data, precision and memory format. Training rows say which share of the time
+went to waiting for the loader. The CPU's instruction sets (and the GPU) head the table.
+
+    python tools/benchmark.py --device cuda --only inference,training,amp,overhead \
+        --batch-size 64 --num-workers 8 --markdown                # the GPU rows
+
 Each side runs in a fresh process and reports its peak memory. Medians after warm-up; the
 exit status is 0 even when a target is missed (FAIL rows are listed under the table).
 """
@@ -108,7 +113,9 @@ def main(argv=None) -> int:
               f" took {report['wall_s'] / 60:.1f} min; load average "
               f"{env['load_average_before']:.1f} → {env['load_average_after']:.1f}\n"
               f"CPU: {env['cpu']}, {env['cpu_count']} cores; "
-              f"{describe_cpu(env['cpu_features'])}\n")
+              f"{describe_cpu(env['cpu_features'])}"
+              + (f"\nGPU: {env['gpu']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}"
+                 if 'gpu' in env else '') + '\n')
         rows = report['rows']
         print(format_markdown(rows) if args.markdown else format_text(rows))
         print('\n' + ('\n'.join(failures(rows)) or 'All targets met.'))

@@ -12,7 +12,7 @@ checkpoints and logs — is MMEngine's. ``BioRunner`` calls :func:`configure_dis
 import atexit
 import gc
 import os
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 import torch
 import torch.distributed as torch_dist
@@ -25,14 +25,16 @@ LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 T = TypeVar('T')
 
 
-def setup_distributed(launcher: str = 'none') -> None:
-    """Join the process group of this launcher (no-op for ``'none'`` or when already joined)."""
+def setup_distributed(launcher: str = 'none', dist_cfg: Optional[dict] = None) -> None:
+    """Join the process group of this launcher (no-op for ``'none'`` or when already joined).
+    On GPUs MMEngine's ``init_dist`` joins it with ``dist_cfg`` (the config's
+    ``env_cfg.dist_cfg``: ``backend``, default ``'nccl'``, ``timeout`` in seconds, …)."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f'Unknown launcher {launcher!r}; choose one of {", ".join(LAUNCHERS)}.')
     if launcher == 'none' or torch_dist.is_initialized():
         return
     if torch.cuda.is_available():
-        init_dist(launcher, backend='nccl')
+        init_dist(launcher, **dict(dict(backend='nccl'), **(dist_cfg or {})))
     elif launcher == 'pytorch':
         if 'RANK' not in os.environ:
             raise ConfigError('--launcher pytorch expects to be started by torchrun '
@@ -55,9 +57,11 @@ def _leave_process_group() -> None:
 
 
 def configure_distributed(cfg: Config) -> None:
-    """Join the process group of ``cfg.launcher`` and, on CPU, give DDP no device ids."""
+    """Join the process group of ``cfg.launcher`` (on GPUs with ``env_cfg.dist_cfg``, which
+    MMEngine would use: the group is joined before the Runner exists) and, on CPU, give DDP no
+    device ids."""
     launcher = cfg.get('launcher', 'none')
-    setup_distributed(launcher)
+    setup_distributed(launcher, (cfg.get('env_cfg') or {}).get('dist_cfg'))
     if launcher == 'none' or torch.cuda.is_available():
         return
     if cfg.get('sync_bn'):

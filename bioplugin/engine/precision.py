@@ -119,6 +119,16 @@ def device_type() -> str:
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
+def model_device_type(model: torch.nn.Module) -> str:
+    """``'cuda'`` or ``'cpu'``: where the model's parameters are (``'cpu'`` without any)."""
+    return next(iter(model.parameters()), torch.zeros(0)).device.type
+
+
+def trains_channels_last(cfg) -> bool:
+    """Whether the config trains channels-last (a ``ChannelsLastHook`` among its hooks)."""
+    return any(hook.get('type') == 'ChannelsLastHook' for hook in cfg.get('custom_hooks') or [])
+
+
 def apply_precision(cfg) -> str:
     """Resolve the config's ``precision`` (default ``'auto'``) for this machine and set up
     training and evaluation for it; returns ``'bf16'``, ``'fp16'`` or ``'fp32'``.
@@ -153,7 +163,6 @@ def apply_precision(cfg) -> str:
         else:
             wrapper.type = 'AutocastOptimWrapper'
             wrapper.pop('loss_scale', None)
-    hooks = list(cfg.get('custom_hooks') or [])
-    if device == 'cuda' and not any(h.get('type') == 'ChannelsLastHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]
+    if device == 'cuda' and not trains_channels_last(cfg):
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(type='ChannelsLastHook')]
     return resolved

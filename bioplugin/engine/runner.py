@@ -42,8 +42,10 @@ from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_comple
                             read_checkpoint)
 from .distributed import configure_distributed, main_process_first
 from .hooks.console_summary_hook import ConsoleSummaryHook
+from .hooks.eval_autocast_hook import EvalAutocastHook
 from .hooks.inference_layout_hook import InferenceLayoutHook
-from .precision import apply_precision
+from .optim_wrappers.state_layout import match_parameter_layout
+from .precision import apply_precision, channels_last, trains_channels_last
 from .pretrained import describe_initial_weights, resolve_pretrained, skip_pretrained
 
 
@@ -121,8 +123,17 @@ class BioRunner(Runner):
         super().__init__(*args, **kwargs)
         self.precision = self.cfg.get('precision', 'fp32')
         self.register_hook(InferenceLayoutHook(self.precision))
+        self.register_hook(EvalAutocastHook(self.precision))
         if self.console == 'summary':
             self.register_hook(ConsoleSummaryHook())
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        """MMEngine's wrapping; a distributed model that trains channels-last is converted
+        first, as DDP keeps views of the parameters it wraps (``ChannelsLastHook`` converts
+        a single-process model before training starts)."""
+        if self.distributed and trains_channels_last(self.cfg):
+            channels_last(model)
+        return super().wrap_model(model_wrapper_cfg, model)
 
     # ------------------------------------------------------------------ console
     @property
@@ -270,6 +281,11 @@ class BioRunner(Runner):
         elif self._load_from and not self._has_loaded:
             self.logger.info(f'Loading {self._load_from}')
         super().load_or_resume()
+        if self._resume:  # moments saved on another device may have another layout
+            copied = match_parameter_layout(self.optim_wrapper)
+            if copied:
+                self.logger.info(f'Optimizer state: {copied} tensors given the memory layout '
+                                 'of their parameters.')
 
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys=[(r'^module.', '')]):

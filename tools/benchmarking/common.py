@@ -17,7 +17,8 @@ from mmengine.registry import init_default_scope
 from bioplugin.engine.precision import cpu_flags
 from bioplugin.models import build_model as build_classifier_model
 
-CASES = ('aug', 'inference', 'fp32', 'onnx', 'training', 'overhead')
+# 'amp': training against the plain loop with float16 autocast and loss scaling (GPUs only)
+CASES = ('aug', 'inference', 'fp32', 'onnx', 'training', 'amp', 'overhead')
 # oneDNN kernels no wider than AVX2: how PyTorch runs on a CPU without AVX-512 or bfloat16
 AVX2_ONLY = {'ONEDNN_MAX_CPU_ISA': 'AVX2'}
 
@@ -109,13 +110,22 @@ def time_repeats(run: Callable[[Sequence], object], items: Sequence, warmup_item
     return dict(images_per_s=statistics.median(rates), rates=rates)
 
 
-def iteration_rate(stamps: Sequence[float], warmup: int, batch_size: int) -> dict:
+def iteration_rate(stamps: Sequence[float], warmup: int, batch_size: int,
+                   starts: Optional[Sequence[float]] = None) -> dict:
     """Images/s from the clock readings taken after every training iteration: the iterations
-    after the first ``warmup`` (at least one, which has no start reading) and their median."""
-    durations = [b - a for a, b in zip(stamps, stamps[1:])][max(warmup, 1) - 1:]
+    after the first ``warmup`` (at least one, which has no start reading) and their median.
+    With ``starts``, the readings when each iteration had its batch, also the time each waited
+    for data (``data_s``, like MMEngine's logged ``data_time``) and the share of the timed
+    iterations' time that was waiting (``data_share``)."""
+    skip = max(warmup, 1) - 1
+    durations = [b - a for a, b in zip(stamps, stamps[1:])][skip:]
     if not durations:
         raise ValueError('No timed iterations: run more iterations than warm-up ones.')
-    return dict(images_per_s=batch_size / statistics.median(durations), iteration_s=durations)
+    rate = dict(images_per_s=batch_size / statistics.median(durations), iteration_s=durations)
+    if starts is not None:
+        waits = [start - end for end, start in zip(stamps, starts[1:])][skip:]
+        rate.update(data_s=waits, data_share=sum(waits) / sum(durations))
+    return rate
 
 
 def is_channels_last(model: torch.nn.Module) -> bool:

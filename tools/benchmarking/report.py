@@ -8,8 +8,10 @@ import pandas as pd
 from .common import describe_precision
 
 # ours / reference throughput each case must reach
+# (training_amp: the Runner's bfloat16 / channels-last / fused AdamW at least as fast as the
+# plain float16 AMP loop of a GPU)
 MIN_RATIO = {'aug_small': 2.0, 'aug_large': 2.5, 'inference': 4.0, 'inference_avx2': 1.0,
-             'onnx_fp32': 1.2, 'onnx_int8': 2.0, 'training': 2.5}
+             'onnx_fp32': 1.2, 'onnx_int8': 2.0, 'training': 2.5, 'training_amp': 1.0}
 # int8 on a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX) multiplies int8 in one instruction
 INT8_MIN_RATIO_VNNI = 3.0
 # top-1 agreement of the int8 file with the fp32 one, on a trained model's val images
@@ -22,7 +24,7 @@ MEMORY_TOLERANCE = 0.01
 # slowest / fastest timed repetition above which a row is flagged as noisy
 NOISY_SPREAD = 1.5
 ROW_ORDER = ('aug_small', 'aug_large', 'inference', 'inference_avx2', 'onnx_fp32', 'onnx_int8',
-             'training', 'overhead')
+             'training', 'training_amp', 'overhead')
 
 COLUMNS = {  # row key -> displayed header
     'case': 'case', 'ours_img_s': 'ours img/s', 'reference_img_s': 'reference img/s',
@@ -83,9 +85,9 @@ def build_row(key: str, label: str, ours: dict, reference: dict,
     else:
         target = row['min_ratio'] = min_ratio(key, cpu)
         row.update(target=f'≥ {target:g}×', speed=_verdict(ratio >= target), note='')
-        if key in ('inference', 'inference_avx2', 'training'):
+        if key in ('inference', 'inference_avx2', 'training', 'training_amp'):
             row['note'] = (f"ours {describe_precision(ours.get('precision'))}; "
-                           'reference fp32, NCHW')
+                           f"reference {describe_precision(reference.get('precision'))}")
         if key == 'inference_avx2':
             row['note'] += '; both with oneDNN capped at AVX2'
         if key.startswith('onnx'):
@@ -96,6 +98,12 @@ def build_row(key: str, label: str, ours: dict, reference: dict,
             row['agreement_ok'] = (not agreement.get('trained')
                                    or agreement['top1_agreement'] >= MIN_INT8_AGREEMENT)
             row['note'] += '; ' + _agreement_note(agreement)
+    if 'data_share' in ours and 'data_share' in reference:
+        row.update(ours_data_share=ours['data_share'],
+                   reference_data_share=reference['data_share'])
+        row['note'] = '; '.join(filter(None, [
+            row['note'], f"waiting for data {ours['data_share']:.0%} (ours), "
+                         f"{reference['data_share']:.0%} (reference) of the time"]))
     row['spread'] = max(spread(ours), spread(reference))
     if row['spread'] > NOISY_SPREAD:
         row['note'] = '; '.join(filter(None, [

@@ -71,7 +71,8 @@ def environment(settings: BenchmarkSettings, load_before: float) -> dict:
                 torch_threads=torch.get_num_threads(), device=settings.device,
                 load_average_before=load_before, load_average_after=os.getloadavg()[0])
     if settings.device.startswith('cuda'):
-        info['gpu'] = torch.cuda.get_device_name(settings.device)
+        info.update(gpu=torch.cuda.get_device_name(settings.device), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version())
     return info
 
 
@@ -153,7 +154,10 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str,
         measurements['onnx_int8']['ours']['agreement'] = dict(
             exported['int8_check'], split=exported['check_split'],
             trained=bool(settings.checkpoint))
-    if {'training', 'overhead'} & selected:
+    if 'amp' in selected and not settings.device.startswith('cuda'):
+        log('amp: float16 autocast with loss scaling needs a GPU; left out on the CPU.')
+        selected.discard('amp')
+    if {'training', 'amp', 'overhead'} & selected:
         data_root = osp.join(work_dir, 'data')
         make_train_folder(data_root, settings.train_images, settings.num_classes,
                           settings.image_size, seed=2)
@@ -162,6 +166,10 @@ def run_benchmark(settings: BenchmarkSettings, work_dir: str,
         if 'training' in selected:
             labels['training'] = f'training {name}'
             measurements['training'] = dict(ours=runner, reference=measure(seed_training, *args))
+        if 'amp' in selected:
+            labels['training_amp'] = f'training {name} vs float16 AMP'
+            measurements['training_amp'] = dict(
+                ours=runner, reference=measure(seed_training, *args, 'float16'))
         if 'overhead' in selected:
             labels['overhead'] = 'Runner overhead'
             measurements['overhead'] = dict(

@@ -1,15 +1,18 @@
 """Training throughput: the Runner of ``build_train_config``'s recipe vs two bare loops.
 
 - ``seed_training``: the seed's plain fp32 NCHW loop (torchvision chain, label-smoothing CE,
-  AdamW, gradient-norm clipping), the reference of the speed-up.
+  AdamW, gradient-norm clipping), the reference of the speed-up; on a GPU also with float16
+  autocast and loss scaling (the plain way to mixed precision).
 - ``mirror_training``: the Runner's own data loader, optimizer, autocast dtype and memory
   format without the Runner, the reference of the Runner's overhead.
 
 Every case times each iteration from the end of the previous one (data wait included), like
-MMEngine's logged ``time``, and reports the median after the warm-up iterations.
+MMEngine's logged ``time``, and reports the median after the warm-up iterations, and the share
+of that time spent waiting for the loader (MMEngine's ``data_time``).
 """
 import os.path as osp
 import time
+from typing import Optional
 
 import torch
 from mmengine.config import Config
@@ -51,7 +54,11 @@ class BenchmarkTimerHook(Hook):
 
     def __init__(self):
         self.stamps = []
+        self.starts = []  # when each iteration had its batch
         self.precision = None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.starts.append(time.perf_counter())
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -84,22 +91,43 @@ def runner_training(settings: BenchmarkSettings, data_root: str, work_dir: str) 
     timer = BenchmarkTimerHook()
     runner.register_hook(timer)
     runner.train()
-    return dict(iteration_rate(timer.stamps, settings.warmup, settings.batch_size),
-                precision=timer.precision)
+    return dict(iteration_rate(timer.stamps, settings.warmup, settings.batch_size,
+                               timer.starts), precision=timer.precision)
 
 
-def _timed_loop(step, loader, device: str) -> list:
-    """Run ``step`` on every batch; the clock reading after each."""
-    stamps = []
+def _timed_loop(step, loader, settings: BenchmarkSettings) -> dict:
+    """Run ``step`` on every batch: :func:`iteration_rate` of the clock readings when each
+    batch arrived and after each step."""
+    starts, stamps = [], []
     for batch in loader:
+        starts.append(time.perf_counter())
         step(batch)
-        synchronize(device)
+        synchronize(settings.device)
         stamps.append(time.perf_counter())
-    return stamps
+    return iteration_rate(stamps, settings.warmup, settings.batch_size, starts)
 
 
-def seed_training(settings: BenchmarkSettings, data_root: str, work_dir: str) -> dict:
-    """Images/s of the seed's bare fp32 NCHW loop on the same model."""
+def _optimizer_step(loss: torch.Tensor, optimizer, scaler=None, clip=None) -> None:
+    """Backward, the optimizer step and zeroed gradients, as MMEngine's wrappers do it: with a
+    ``GradScaler`` the loss is scaled and the gradients unscaled before ``clip()``."""
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler:
+        scaler.unscale_(optimizer)
+    if clip:
+        clip()
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad()
+
+
+def seed_training(settings: BenchmarkSettings, data_root: str, work_dir: str,
+                  autocast_dtype: Optional[str] = None) -> dict:
+    """Images/s of the seed's bare NCHW loop on the same model: float32, or with
+    ``autocast_dtype='float16'`` (a GPU) the plain mixed-precision loop, autocast and a
+    ``GradScaler`` (gradients unscaled before clipping)."""
     device = settings.device
     model = build_model(training_config(settings, data_root, work_dir)).to(device).train()
     dataset = ImageFolder(osp.join(data_root, 'train'), seed_train_transform())
@@ -108,17 +136,22 @@ def seed_training(settings: BenchmarkSettings, data_root: str, work_dir: str) ->
     criterion = nn.CrossEntropyLoss(label_smoothing=SEED_LABEL_SMOOTHING)
     optimizer = torch.optim.AdamW(model.parameters(), lr=SEED_LR,
                                   weight_decay=SEED_WEIGHT_DECAY)
+    device_type = torch.device(device).type
+    dtype = getattr(torch, autocast_dtype) if autocast_dtype else None
+    scaler = torch.amp.GradScaler(device_type) if dtype == torch.float16 else None
 
     def step(batch):
         inputs, labels = (tensor.to(device) for tensor in batch)
-        loss = criterion(model(inputs, mode='tensor'), labels)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), SEED_CLIP_NORM)
-        optimizer.step()
-        optimizer.zero_grad()
+        with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+            loss = criterion(model(inputs, mode='tensor'), labels)
+        _optimizer_step(loss, optimizer, scaler,
+                        lambda: nn.utils.clip_grad_norm_(model.parameters(), SEED_CLIP_NORM))
 
-    return iteration_rate(_timed_loop(step, loader, device), settings.warmup,
-                          settings.batch_size)
+    result = _timed_loop(step, loader, settings)
+    if dtype is not None:
+        result['precision'] = dict(autocast=autocast_dtype, channels_last=False,
+                                   loss_scale=scaler is not None)
+    return result
 
 
 def mirror_training(settings: BenchmarkSettings, data_root: str, work_dir: str,
@@ -150,17 +183,7 @@ def mirror_training(settings: BenchmarkSettings, data_root: str, work_dir: str,
             if precision['channels_last']:
                 data['inputs'] = data['inputs'].contiguous(memory_format=torch.channels_last)
             loss, _ = model.parse_losses(model(**data, mode='loss'))
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.unscale_(optimizer)
-        if clip:
-            clip_grad(params, **clip)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad()
+        _optimizer_step(loss, optimizer, scaler,
+                        (lambda: clip_grad(params, **clip)) if clip else None)
 
-    return iteration_rate(_timed_loop(step, loader, device), settings.warmup,
-                          settings.batch_size)
+    return _timed_loop(step, loader, settings)

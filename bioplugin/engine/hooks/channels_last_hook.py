@@ -10,7 +10,7 @@ from ..precision import channels_last
 class ChannelsLastHook(Hook):
     """Store the model's convolution weights channels-last (NHWC) before training starts;
     with bfloat16 / float16 autocast this runs markedly faster on CPUs and GPUs. The mixed
-    precision switch adds it (``precision='auto'``); by hand::
+    precision switch adds it on GPUs (``precision='auto'``); by hand::
 
         custom_hooks = [dict(type='ChannelsLastHook')]
     """
@@ -19,7 +19,7 @@ class ChannelsLastHook(Hook):
 
     def before_run(self, runner) -> None:
         if is_model_wrapper(runner.model):
-            # DDP keeps views of the parameters: converting them after wrapping breaks those
-            runner.logger.info('ChannelsLastHook: skipped for a wrapped (distributed) model.')
+            # DDP keeps views of the parameters: converting them after wrapping breaks those,
+            # so BioRunner.wrap_model converts a distributed model before it wraps it
             return
         channels_last(runner.model)

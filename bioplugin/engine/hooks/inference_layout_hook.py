@@ -1,10 +1,9 @@
-import torch
 from mmengine.hooks import Hook
 
 from mmpretrain.registry import HOOKS
 
 from ...models.builder import bare_model
-from ..precision import prepare_for_inference, uses_channels_last
+from ..precision import model_device_type, prepare_for_inference, uses_channels_last
 
 
 @HOOKS.register_module()
@@ -25,6 +24,6 @@ class InferenceLayoutHook(Hook):
 
     def before_test(self, runner) -> None:
         model = bare_model(runner.model)
-        device = next(iter(model.parameters()), torch.zeros(0)).device.type
+        device = model_device_type(model)
         if uses_channels_last(self.precision, device):
             prepare_for_inference(model, self.precision, device)
