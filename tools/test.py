@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                 print('warning: no review thresholds for these scores (run '
                       'tools/analysis/calibrate.py, and leave out --raw-scores); '
                       f'{args.review_csv} was not written', file=sys.stderr)
-        if writer.temperature:
+        if writer.temperature not in (None, 1.0):
             print(f'Scores calibrated with temperature {writer.temperature:.3f} '
                   '(tools/analysis/calibrate.py; --raw-scores for the model\'s own)')
         if 'unknown' in frame:

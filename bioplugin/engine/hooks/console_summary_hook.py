@@ -85,8 +85,7 @@ class ConsoleSummaryHook(Hook):
         self._last_line = time.monotonic()
         dataset = runner.test_loop.dataloader.dataset
         model_file = runner.load_from or getattr(bare_model(runner.model), 'onnx_file', '')
-        folder = osp.join(getattr(dataset, 'data_root', '') or '',
-                          getattr(dataset, 'data_prefix', {}).get('img_path', '') or '')
+        folder = getattr(dataset, 'data_prefix', {}).get('img_path') or dataset.data_root
         log_summary(runner.logger, f'Predicting {len(dataset)} images of {folder} with '
                     f'{model_file} on {_device(runner)} in {runner.precision}')
 
