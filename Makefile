@@ -24,7 +24,7 @@ $(PLANKTON)/.complete: | $(INSTALLED)
 	$(PY) tools/data/fetch_plankton_demo.py $(PLANKTON)
 
 demo: install data
-	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --restart
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --csv $(DEMO_WORK_DIR)/prediction.csv
 	$(PY) tools/analysis/report.py $(DEMO_WORK_DIR)

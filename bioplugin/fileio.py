@@ -35,8 +35,9 @@ def atomic_open(path: str, mode: str = 'wb', encoding: str = None) -> Iterator[I
     directory = osp.dirname(osp.abspath(path))
     with output_errors(path):
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp',
-                                             dir=directory)
+        # a short name: the target's may be near the file-name limit already
+        handle, temporary = tempfile.mkstemp(prefix=f'.{osp.basename(path)[:32]}.',
+                                             suffix='.tmp', dir=directory)
     try:
         with output_errors(path):
             umask = os.umask(0)
@@ -77,6 +78,9 @@ def append_unique_line(path: str, line: str) -> bool:
 
 def check_work_dir(work_dir: str) -> None:
     """Create ``work_dir`` and make sure files can be written there, before a long run."""
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise OutputError(f'--work-dir {work_dir!r} is a file, not a folder; choose a folder '
+                          '(it is created if missing).')
     with output_errors(work_dir):
         os.makedirs(work_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=work_dir):

@@ -147,3 +147,20 @@ def test_datasets_keep_their_class_names_in_metainfo():
     """BioDataset sets the class names in ``_metainfo``, which ``metainfo`` returns."""
     from mmengine.dataset import BaseDataset
     assert '_metainfo' in source(BaseDataset.metainfo.fget)
+
+
+def test_the_log_folder_is_named_by_the_timestamp_setup_env_sets():
+    """BioRunner.setup_env claims a log folder of its own by changing ``_timestamp``, which
+    MMEngine sets in setup_env and only then turns into the log folder and file names."""
+    assert 'self._timestamp = ' in source(Runner.setup_env)
+    init = source(Runner.__init__)
+    assert init.index('self.setup_env(env_cfg)') < init.index(
+        'self._log_dir = osp.join(self.work_dir, self.timestamp)')
+
+
+def test_checkpoint_hook_restores_its_best_checkpoint_path_from_the_message_hub():
+    """EpochEndCheckpointHook maps a resumed run's best checkpoint path into its own work
+    dir after MMEngine restores it in before_train."""
+    before_train = source(CheckpointHook.before_train)
+    assert "runner.message_hub.get_info(\n                        'best_ckpt')" in before_train
+    assert 'keep_ckpt_ids' in before_train

@@ -12,6 +12,7 @@ import sys
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import calibrate_checkpoint
 from bioplugin.apis import build_train_config, train
+from bioplugin.apis.train import restart
 from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
                                 precision_choice, run_tool, tool_parser)
 from bioplugin.engine.distributed import LAUNCHERS
@@ -28,6 +29,9 @@ def parse_args(argv=None):
     resume.add_argument('--auto-resume', dest='resume', action='store_const', const='if_any',
                         help='continue from the latest checkpoint in the work dir when there '
                         'is one, else start (for jobs that are requeued)')
+    resume.add_argument('--restart', action='store_true',
+                        help="start over in a work dir that holds an earlier run: its files are "
+                        'moved into a previous_<time> folder inside it, not deleted')
     add_precision_options(parser)
     parser.add_argument('--seed', type=int, help='random seed (config default: 42)')
     parser.add_argument('--freeze-stages', type=int, metavar='N',
@@ -80,7 +84,11 @@ def main(argv=None) -> int:
                                  freeze_stages=args.freeze_stages,
                                  head_lr_mult=args.head_lr_mult,
                                  tensorboard=args.tensorboard, launcher=args.launcher,
-                                 auto_scale_lr=args.auto_scale_lr)
+                                 auto_scale_lr=args.auto_scale_lr, restart=args.restart)
+        if args.restart:
+            archive = restart(cfg.work_dir, args.launcher)
+            if archive:
+                print(f'The earlier run of {cfg.work_dir} was moved to {archive}')
         runner = train(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0

@@ -103,7 +103,7 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
                  gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
                  num_workers: int = 0, trust_checkpoint: bool = False,
                  gallery_images: int = 16, taxonomy: Optional[str] = None,
-                 rank: Optional[str] = None) -> str:
+                 rank: Optional[str] = None, data_root: Optional[str] = None) -> str:
     """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
     every figure and table next to it (default ``<work_dir>/report/``). Returns its path.
     ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights.
@@ -113,7 +113,7 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
         raise DatasetError(f'Work dir {work_dir!r} does not exist.')
     out_dir = out_dir or osp.join(work_dir, 'report')
     os.makedirs(out_dir, exist_ok=True)
-    cfg = load_config(config or work_dir_config(work_dir))
+    cfg = load_config(config or work_dir_config(work_dir), data_root=data_root)
     evaluation = evaluate(cfg, checkpoint or work_dir, 'val', trust_checkpoint=trust_checkpoint,
                           batch_size=batch_size, num_workers=num_workers, out_dir=out_dir,
                           taxonomy=taxonomy)

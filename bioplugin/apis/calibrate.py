@@ -85,11 +85,12 @@ def fit_unknown_threshold(evaluations: CheckpointEvaluator, val: dict, readable:
 
 
 def calibrate_work_dir(work_dir: str, config: Optional[str] = None,
-                       checkpoint: Optional[str] = None, **options) -> dict:
+                       checkpoint: Optional[str] = None, data_root: Optional[str] = None,
+                       **options) -> dict:
     """:func:`calibrate_checkpoint` on the best checkpoint of ``work_dir`` with the config
-    saved there (``config`` / ``checkpoint`` to choose others)."""
-    return calibrate_checkpoint(config or work_dir_config(work_dir), checkpoint or work_dir,
-                                **options)
+    saved there (``config`` / ``checkpoint`` to choose others, ``data_root`` for the data)."""
+    cfg = load_config(config or work_dir_config(work_dir), data_root=data_root)
+    return calibrate_checkpoint(cfg, checkpoint or work_dir, **options)
 
 
 def format_calibration(record: dict) -> str:

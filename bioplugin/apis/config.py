@@ -11,7 +11,9 @@ from mmengine.config import Config
 from mmpretrain.registry import DATASETS
 
 from ..datasets.loader_options import DATALOADERS, SPLITS
+from ..engine.config_values import check_config_numbers
 from ..engine.runner import apply_data_root
+from ..engine.work_dir import holds_a_run, read_run_record
 from ..errors import ConfigError
 
 
@@ -24,11 +26,26 @@ def load_config(config: str,
     - ``data_root`` given here (or as a ``--cfg-options`` key) becomes the data root of every
       split; a split's own ``data_root`` in ``cfg_options`` still wins. Splits without one
       take the config's top-level ``data_root``, as ``BioRunner`` does.
-    - ``work_dir`` defaults to ``work_dirs/<config name>``.
+    - ``work_dir`` defaults to ``work_dirs/<config name>``; for the config a training run saved
+      in its work dir, to that work dir, and its relative data paths resolve against the
+      folder the run was started from (recorded there), so a work dir can be tested and
+      reported on from anywhere, also after it was moved.
     """
     if not osp.isfile(config):
         raise ConfigError(f'Config file {config!r} does not exist.')
-    cfg = Config.fromfile(config)
+    try:
+        cfg = Config.fromfile(config)
+    except (SyntaxError, ValueError, TypeError, KeyError, NameError, ImportError) as error:
+        raise ConfigError(
+            f'Config file {config!r} cannot be read ({type(error).__name__}: '
+            f'{str(error).splitlines()[0][:120] if str(error) else "damaged"}); if a run saved '
+            'it, pass the config you trained with (e.g. configs/bio_resnext.py) with '
+            '--work-dir.') from None
+    saved_in = osp.dirname(osp.abspath(config))
+    if not holds_a_run(saved_in):
+        saved_in = None
+    elif data_root is None:
+        resolve_against_run_folder(cfg, saved_in)
     apply_data_root(cfg)
     cfg_options = dict(cfg_options or {})
     _check_override_keys(cfg, cfg_options)
@@ -38,9 +55,26 @@ def load_config(config: str,
         cfg.data_root = cfg_options['data_root']
         set_data_root(cfg, cfg.data_root)
     cfg.merge_from_dict(cfg_options)  # a per-split data_root given here wins
-    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+    cfg.work_dir = work_dir or saved_in or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(config))[0])
+    check_config_numbers(cfg)
     return cfg
+
+
+def resolve_against_run_folder(cfg: Config, work_dir: str) -> None:
+    """Make the relative data roots of a config saved in ``work_dir`` absolute, against the
+    folder its run was started from (``run.json``; older work dirs: the current folder)."""
+    record = read_run_record(work_dir)
+    started_in = (record or {}).get('started_in')
+    if not started_in:
+        return
+    if isinstance(cfg.get('data_root'), str) and not osp.isabs(cfg.data_root):
+        cfg.data_root = osp.join(started_in, cfg.data_root)
+    for name in DATALOADERS:
+        dataset = (cfg.get(name) or {}).get('dataset')
+        root = dataset.get('data_root') if isinstance(dataset, dict) else None
+        if isinstance(root, str) and not osp.isabs(root):
+            dataset.data_root = osp.join(started_in, root)
 
 
 def _check_override_keys(cfg: Config, cfg_options: dict) -> None:

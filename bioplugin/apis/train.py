@@ -1,4 +1,5 @@
 """Training entry points: ``tools/train.py`` is a thin CLI over these."""
+import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config
@@ -6,6 +7,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..engine import checkpoint_io
+from ..engine.work_dir import (WorkDirLock, archive_previous_run, check_fresh_start,
+                               check_not_in_use, check_nothing_damaged)
+from ..errors import ConfigError
 from .config import load_config
 from .options import enable_tensorboard, set_finetuning, set_seed
 
@@ -21,14 +25,17 @@ def build_train_config(config: str,
                        head_lr_mult: Optional[float] = None,
                        tensorboard: bool = False,
                        launcher: str = 'none',
-                       auto_scale_lr: bool = False) -> Config:
+                       auto_scale_lr: bool = False,
+                       restart: bool = False) -> Config:
     """The training config with command-line choices written in as config keys.
 
     ``resume='auto'`` continues from the latest complete checkpoint of ``work_dir``;
-    ``'if_any'`` does so when there is one and starts afresh otherwise (a requeued job); a path
-    continues from that checkpoint. ``precision`` (``'auto'``, ``'bf16'``, ``'fp16'``,
-    ``'fp32'``) overrides the config's ``precision``. ``launcher`` is ``'none'``,
-    ``'pytorch'`` (torchrun) or ``'slurm'``.
+    ``'if_any'`` does so when there is one and starts afresh in a work dir without checkpoints
+    (a requeued job; damaged checkpoints stop it); a path continues from that checkpoint.
+    ``precision`` (``'auto'``, ``'bf16'``, ``'fp16'``, ``'fp32'``) overrides the config's
+    ``precision``. ``launcher`` is ``'none'``,
+    ``'pytorch'`` (torchrun) or ``'slurm'``. A fresh start into a work dir that holds an
+    earlier run's checkpoints is refused unless ``restart`` (:func:`restart` moves them).
     """
     cfg = load_config(config, cfg_options, work_dir, data_root)
     if precision is not None:
@@ -42,8 +49,13 @@ def build_train_config(config: str,
         # lr × (processes × batch size) / auto_scale_lr.base_batch_size
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr') or dict(base_batch_size=64),
                                  enable=True)
+    check_not_in_use(cfg.work_dir)  # first: what is there may be a running run's
     if resume == 'if_any':
         resume = 'auto' if checkpoint_io.latest_complete_checkpoint(cfg.work_dir) else None
+        if resume is None:  # never start over checkpoints that are there but damaged
+            check_nothing_damaged(cfg.work_dir)
+    elif resume is None and not restart:
+        check_fresh_start(cfg.work_dir)  # before the Runner writes anything there
     if resume is not None:
         cfg.resume = True
         cfg.load_from = None if resume == 'auto' else resume
@@ -69,3 +81,20 @@ def train(cfg: Config, trust_checkpoint: bool = False) -> Runner:
     runner = build_runner(cfg)
     runner.train()
     return runner
+
+
+def restart(work_dir: str, launcher: str = 'none') -> Optional[str]:
+    """Start over on purpose in ``work_dir``: an earlier run's files are moved into
+    ``<work_dir>/previous_<time>/`` (returned; None when there were none), nothing is
+    deleted (``tools/train.py --restart``). Not while another run trains there, and not from
+    the processes of a multi-process launch (each would move the files)."""
+    if launcher != 'none':
+        raise ConfigError('--restart moves files of the work dir: run it once without '
+                          '--launcher, or train into another --work-dir.')
+    if not osp.isdir(work_dir):
+        return None
+    lock = WorkDirLock(work_dir).acquire()
+    try:
+        return archive_previous_run(work_dir)
+    finally:
+        lock.release()

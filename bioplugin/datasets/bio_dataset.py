@@ -15,7 +15,7 @@ from mmpretrain.registry import DATASETS
 from ..errors import DatasetError
 from ..fileio import append_unique_line
 from .folder_layout import (IMG_EXTENSIONS, class_folders, is_image_file, natural_key,
-                            scan_images, sort_class_names)
+                            scan_images, sort_class_names, visible_subfolders)
 from .image_io import BadImageError
 from .sample_seed import derive_seed, seeded_global_rng
 from .transforms.load_image import BioLoadImage
@@ -228,12 +228,18 @@ class BioDataset(BaseDataset):
 
     def _load_unlabeled(self, folder: str) -> List[dict]:
         images = scan_images(folder, False, self.extensions)
+        subfolders = visible_subfolders(folder)
         if not images:
-            has_subfolders = any(entry.is_dir() for entry in os.scandir(folder))
             hint = (' It has sub-folders: for class folders use `labeled=True`.'
-                    if has_subfolders else '')
+                    if subfolders else '')
             raise DatasetError(
                 f'{folder!r} contains no images ({", ".join(self.extensions)}).{hint}')
+        skipped = sum(len(scan_images(osp.join(folder, name), True, self.extensions))
+                      for name in subfolders)
+        if skipped:
+            print_log(f'{skipped} image(s) in sub-folders of {folder!r} are not predicted: an '
+                      'unlabeled split is read flat; move them into the folder itself.',
+                      logger='current', level=logging.WARNING)
         return [dict(img_path=path) for path in images]
 
     def extra_repr(self) -> List[str]:

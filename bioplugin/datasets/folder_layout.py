@@ -9,6 +9,8 @@ import os.path as osp
 import re
 from typing import List, Sequence, Tuple
 
+from ..errors import DatasetError
+
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
                   '.ppm', '.pgm', '.pbm')
 
@@ -48,7 +50,36 @@ def scan_images(folder: str, recursive: bool = False,
     return sorted(found, key=lambda path: natural_key(osp.relpath(path, folder)))
 
 
+def visible_subfolders(folder: str) -> List[str]:
+    """The names of the visible sub-folders of ``folder``; a symbolic link that leads nowhere
+    (a loop, a missing target) is one sentence."""
+    names = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith('.'):
+            continue
+        try:
+            is_folder = entry.is_dir()
+        except OSError as error:
+            raise DatasetError(f'{entry.path!r} is a symbolic link that leads nowhere '
+                               f'({error.strerror}); remove it, or point it at a folder of '
+                               'images.') from None
+        if is_folder:
+            names.append(entry.name)
+    return names
+
+
 def class_folders(folder: str) -> List[str]:
-    """The visible sub-folders of a labeled split, in class order."""
-    return sort_class_names(entry.name for entry in os.scandir(folder)
-                            if entry.is_dir() and not entry.name.startswith('.'))
+    """The visible sub-folders of a labeled split, in class order. Two of them that are one
+    folder (a link to another class folder) would train the same images as two classes: one
+    sentence."""
+    names = sort_class_names(visible_subfolders(folder))
+    seen = {}
+    for name in names:
+        real = osp.realpath(osp.join(folder, name))
+        if real in seen:
+            raise DatasetError(
+                f'Class folders {seen[real]!r} and {name!r} of {folder!r} are one folder '
+                f'({real}): one links to the other, so its images would train two classes; '
+                'remove the link.')
+        seen[real] = name
+    return names

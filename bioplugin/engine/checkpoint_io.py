@@ -7,20 +7,22 @@ import zipfile
 from typing import Optional, Sequence
 
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader, find_latest_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
 from ..errors import CheckpointError
+from .work_dir import read_pointer
 
 
 def resolve_checkpoint(path: str) -> str:
-    """A checkpoint file, or for a work dir its best checkpoint (else its latest one)."""
+    """A checkpoint file, or for a work dir its best checkpoint (else the one its
+    ``last_checkpoint`` names)."""
     if not osp.isdir(path):
         return path
     best = sorted(glob.glob(osp.join(path, 'best_*.pth')), key=osp.getmtime)
     if best:
         return best[-1]
-    latest = find_latest_checkpoint(path)
+    latest = read_pointer(path)
     if latest:
         return latest
     raise CheckpointError(f'Work dir {path!r} holds no checkpoint (no best_*.pth and no '
@@ -106,10 +108,9 @@ def latest_complete_checkpoint(work_dir: str) -> Optional[str]:
     candidates = sorted(path for path in glob.glob(osp.join(work_dir, '*.pth'))
                         if re.fullmatch(r'(epoch_\d+|iter_\d+|recovery)\.pth',
                                         osp.basename(path)))
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as file:
-            candidates.insert(0, file.read().strip())  # first among equals
+    pointed = read_pointer(work_dir)  # a file of this work dir, never another run's
+    if pointed:
+        candidates.insert(0, pointed)  # first among equals
     complete = [path for path in candidates if path and is_complete_checkpoint(path)]
     return max(complete, key=checkpoint_iteration, default=None)
 

@@ -20,12 +20,13 @@ safely and strictly (one sentence when it does not fit), ``resume`` without a pa
 to the newest complete checkpoint, and evaluation labels its split with the checkpoint's classes.
 """
 import copy
+import os
 import os.path as osp
 import re
 from typing import Optional
 
 from mmengine.config import Config
-from mmengine.dist import master_only
+from mmengine.dist import is_main_process, master_only
 from mmengine.registry import RUNNERS  # looked up before any default scope is set
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import load_state_dict
@@ -37,6 +38,7 @@ from ..evaluation.metrics_report import fit_topk
 from ..evaluation.model_facts import ModelFacts
 from ..fileio import check_work_dir
 from ..models.builder import bare_model
+from .config_values import check_config_numbers, check_training_numbers
 from .console import apply_console_mode, console_mode, log_summary
 from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_complete_checkpoint,
                             read_checkpoint)
@@ -47,6 +49,7 @@ from .hooks.inference_layout_hook import InferenceLayoutHook
 from .optim_wrappers.state_layout import match_parameter_layout
 from .precision import apply_precision, channels_last, trains_channels_last
 from .pretrained import describe_initial_weights, resolve_pretrained, skip_pretrained
+from .work_dir import WorkDirLock, check_fresh_start, write_run_record
 
 
 def apply_data_root(cfg: Config) -> None:
@@ -94,6 +97,7 @@ def resolve_config(cfg: Config) -> Config:
     cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg)))
     cfg = ResolvedConfig.of(cfg)
     apply_data_root(cfg)
+    check_config_numbers(cfg)
     resolve_loader_options(cfg)
     apply_precision(cfg)
     configure_distributed(cfg)
@@ -119,6 +123,7 @@ class BioRunner(Runner):
     def __init__(self, *args, **kwargs):
         self._model_facts: Optional[ModelFacts] = None
         self._mapped_checkpoint: Optional[tuple] = None
+        self._first_iter = 0
         self.weights_source = 'random initial weights'
         super().__init__(*args, **kwargs)
         self.precision = self.cfg.get('precision', 'fp32')
@@ -134,6 +139,23 @@ class BioRunner(Runner):
         if self.distributed and trains_channels_last(self.cfg):
             channels_last(model)
         return super().wrap_model(model_wrapper_cfg, model)
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """MMEngine's set-up, then a log folder of this Runner's own: MMEngine names it by the
+        second the Runner starts, so two Runners started within one second in one work dir
+        (two runs, or an evaluation of a work dir that trains) would share a log file. In one
+        process the folder is claimed (created) here, ``_2``, ``_3``, … when taken."""
+        super().setup_env(env_cfg)
+        if self.world_size > 1:
+            return  # the first process's timestamp is broadcast to all; it logs
+        stamp, suffix = self._timestamp, 1
+        while True:
+            try:
+                os.makedirs(osp.join(self.work_dir, self._timestamp))
+                return
+            except FileExistsError:
+                suffix += 1
+                self._timestamp = f'{stamp}_{suffix}'
 
     # ------------------------------------------------------------------ console
     @property
@@ -183,17 +205,35 @@ class BioRunner(Runner):
                                                       f'{self.timestamp}.py')))
 
     def train(self):
-        self.dump_config(self.work_dir)
-        self.check_training_data()  # before any weights are downloaded
-        model = bare_model(self.model)
-        if self._resume:
-            skip_pretrained(model)  # every weight comes from the checkpoint
-            self.weights_source = 'weights of the resumed run'
-        else:
-            # the first process downloads; the others then find the cached file
-            loaded = main_process_first(lambda: resolve_pretrained(model))
-            self.weights_source = describe_initial_weights(loaded, self.load_from)
-        return super().train()
+        """Train, holding the work dir's lock: one training run per work dir at a time, and a
+        fresh start never over an earlier run's checkpoints."""
+        check_training_numbers(self.cfg)
+        lock = WorkDirLock(self.work_dir).acquire() if is_main_process() else None
+        try:
+            if not self._resume and is_main_process():
+                check_fresh_start(self.work_dir)
+            self.dump_config(self.work_dir)
+            if is_main_process():
+                write_run_record(self.work_dir, osp.basename(self.cfg.filename or ''))
+            self.check_training_data()  # before any weights are downloaded
+            model = bare_model(self.model)
+            if self._resume:
+                skip_pretrained(model)  # every weight comes from the checkpoint
+                self.weights_source = 'weights of the resumed run'
+            else:
+                # the first process downloads; the others then find the cached file
+                loaded = main_process_first(lambda: resolve_pretrained(model))
+                self.weights_source = describe_initial_weights(loaded, self.load_from)
+            model = super().train()
+            if self.iter == self._first_iter:
+                raise ConfigError(
+                    f'Nothing was trained: the run had reached train_cfg.max_epochs='
+                    f'{self.max_epochs} already; pass a larger one, e.g. `--cfg-options '
+                    f'train_cfg.max_epochs={self.max_epochs + 10}`, to train further.')
+            return model
+        finally:
+            if lock is not None:
+                lock.release()
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -281,6 +321,7 @@ class BioRunner(Runner):
         elif self._load_from and not self._has_loaded:
             self.logger.info(f'Loading {self._load_from}')
         super().load_or_resume()
+        self._first_iter = self.iter
         if self._resume:  # moments saved on another device may have another layout
             copied = match_parameter_layout(self.optim_wrapper)
             if copied:

@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument('--no-open-set', action='store_true',
                         help='skip the training features and the unknown threshold')
     parser.add_argument('--out-dir', help="default: calibration/ beside the checkpoint")
+    parser.add_argument('--data-root', help="dataset folder with train/ and val/ (default: the "
+                        "work dir's own)")
     add_precision_options(parser)
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
             print('error: --folds must be at least 2 (fit on one part, score the other).',
                   file=sys.stderr)
             return 2
-        record = calibrate_work_dir(args.work_dir, args.config, args.checkpoint,
+        record = calibrate_work_dir(args.work_dir, args.config, args.checkpoint, args.data_root,
                                     out_dir=args.out_dir, folds=args.folds,
                                     target_precision=args.target_precision,
                                     trust_checkpoint=args.trust_checkpoint,

@@ -26,6 +26,8 @@ def main(argv=None) -> int:
                         'matrix at --rank (the file of tools/test.py --taxonomy)')
     parser.add_argument('--rank', help='rank of the confusion matrix (default: the one above '
                         'the classes)')
+    parser.add_argument('--data-root', help="dataset folder with val/ (default: the work dir's "
+                        'own, resolved against the folder its training was started from)')
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
                             args.device, args.gradcam_images,
                             trust_checkpoint=args.trust_checkpoint,
                             gallery_images=args.gallery_images, taxonomy=args.taxonomy,
-                            rank=args.rank)
+                            rank=args.rank, data_root=args.data_root)
         print(f'Report: {path}')
         return 0
 

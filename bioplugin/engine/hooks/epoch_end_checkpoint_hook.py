@@ -1,4 +1,3 @@
-import os.path as osp
 import time
 from contextlib import contextmanager
 
@@ -7,7 +6,7 @@ from mmengine.hooks import CheckpointHook
 
 from mmpretrain.registry import HOOKS
 
-from ...fileio import atomic_write
+from ..work_dir import inside, local_path, write_pointer
 
 
 @HOOKS.register_module()
@@ -55,6 +54,31 @@ class EpochEndCheckpointHook(CheckpointHook):
     def before_train(self, runner) -> None:
         super().before_train(runner)
         self._last_save = time.monotonic()
+        self._adopt_best_checkpoints(runner)
+
+    def _adopt_best_checkpoints(self, runner) -> None:
+        """A resumed run knows its best checkpoint by the path it had when it was saved; in a
+        copied or moved work dir that is another directory's file, which this run must never
+        replace. Keep the work dir's file of the same name, or forget the record (the next best
+        is then saved anew)."""
+        if self.save_best is None:
+            return
+        recorded = {key: (self.best_ckpt_path if len(self.key_indicators) == 1
+                          else self.best_ckpt_path_dict[key]) for key in self.key_indicators}
+        for key, path in recorded.items():
+            local = local_path(path, self.out_dir)
+            if path and local != path:
+                runner.logger.warning(
+                    f'The resumed run recorded its best checkpoint as {path}, outside this '
+                    f'work dir; ' + (f'using {local}' if local else 'it is left alone and the '
+                                     'next best is saved here'))
+            info = 'best_ckpt' if len(self.key_indicators) == 1 else f'best_ckpt_{key}'
+            if len(self.key_indicators) == 1:
+                self.best_ckpt_path = local
+            else:
+                self.best_ckpt_path_dict[key] = local
+            if local:
+                runner.message_hub.update_info(info, local)
 
     def after_train_epoch(self, runner) -> None:
         if not self.by_epoch:
@@ -94,7 +118,7 @@ class EpochEndCheckpointHook(CheckpointHook):
         with self._removals_after_save():
             super()._save_checkpoint_with_step(runner, step, meta)
             if is_main_process():
-                atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+                write_pointer(runner.work_dir, self.last_ckpt)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         with self._removals_after_save():
@@ -114,6 +138,8 @@ class EpochEndCheckpointHook(CheckpointHook):
         finally:
             self.file_backend = backend
         for path in deferred.paths:
+            if not inside(path, self.out_dir):  # another run's file: never this run's to delete
+                continue
             if backend.isfile(path):
                 backend.remove(path)
 

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 from ...errors import ConfigError
-from ...fileio import atomic_write
+from ..work_dir import write_pointer
 
 # The exit status of a run stopped by a signal after saving its recovery checkpoint
 # (EX_TEMPFAIL: "try again"); tools/slurm_train.sh requeues on it.
@@ -116,6 +116,6 @@ class RecoveryCheckpointHook(Hook):
                                meta=dict(epoch=runner.epoch, iter=runner.iter + 1),
                                backend_args=self.backend_args)
         if is_main_process():
-            atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), path)
+            write_pointer(runner.work_dir, path)
         self._last_save = time.monotonic()
         return path
