@@ -14,6 +14,10 @@ from matplotlib.figure import Figure
 from ..fileio import atomic_open
 from .confusion import normalize_rows
 
+# Class and file names are data: every text that may hold one is drawn as typed, never read as
+# math (``$…$``) or handed to TeX.
+VERBATIM = dict(parse_math=False, usetex=False)
+
 
 def save_figure(figure: Figure, path: str, dpi: int = 110) -> str:
     """Write ``figure`` to ``path`` atomically, in the format its extension names (PNG when it
@@ -47,11 +51,11 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], normalize:
     step = _tick_step(count)
     ticks = np.arange(0, count, step)
     font = float(np.clip(220 / max(count, 1), 4, 10))
-    axis.set_xticks(ticks, [classes[i] for i in ticks], rotation=90, fontsize=font)
-    axis.set_yticks(ticks, [classes[i] for i in ticks], fontsize=font)
+    axis.set_xticks(ticks, [classes[i] for i in ticks], rotation=90, fontsize=font, **VERBATIM)
+    axis.set_yticks(ticks, [classes[i] for i in ticks], fontsize=font, **VERBATIM)
     axis.set_xlabel('predicted class')
     axis.set_ylabel('true class')
-    axis.set_title(title + (' (row-normalised)' if normalize else ' (counts)'))
+    axis.set_title(title + (' (row-normalised)' if normalize else ' (counts)'), **VERBATIM)
     if count <= 30:
         threshold = values.max() / 2 if values.size else 0
         for i in range(count):
@@ -72,7 +76,8 @@ def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy'):
     colours = matplotlib.colormaps['RdYlGn'](table[metric].to_numpy())
     labels = [f'{name} (n={support})' for name, support in zip(table['class'], table['support'])]
     axis.barh(np.arange(count), table[metric], color=colours)
-    axis.set_yticks(np.arange(count), labels, fontsize=float(np.clip(300 / max(count, 1), 5, 10)))
+    axis.set_yticks(np.arange(count), labels, fontsize=float(np.clip(300 / max(count, 1), 5, 10)),
+                    **VERBATIM)
     axis.set_xlim(0, 1)
     axis.set_xlabel(f'per-class {metric}')
     axis.set_title(f'Per-class {metric} (worst at the top)')
@@ -93,7 +98,7 @@ def plot_confused_pairs(pairs: pd.DataFrame):
         return figure
     labels = [f'{t} → {p}' for t, p in zip(pairs['true'], pairs['predicted'])]
     axis.barh(np.arange(len(pairs)), pairs['count'], color='tab:red')
-    axis.set_yticks(np.arange(len(pairs)), labels, fontsize=9)
+    axis.set_yticks(np.arange(len(pairs)), labels, fontsize=9, **VERBATIM)
     axis.invert_yaxis()
     for y, (count, rate) in enumerate(zip(pairs['count'], pairs['rate'])):
         axis.text(count, y, f' {int(count)} ({rate:.0%})', va='center', fontsize=8)
@@ -140,9 +145,9 @@ def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: 
         axis.set_axis_off()
     for axis, image, caption in zip(axes.flat, images, titles):
         axis.imshow(image)
-        axis.set_title(caption, fontsize=8)
+        axis.set_title(caption, fontsize=8, **VERBATIM)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, **VERBATIM)
     figure.tight_layout()
     return figure
 
