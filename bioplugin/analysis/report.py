@@ -36,28 +36,32 @@ def crop_size(cfg) -> int:
 
 
 def confusion_outputs(predictions, classes, out_dir: str, top_pairs: int = 10,
-                      normalize: bool = True) -> dict:
+                      normalize: bool = True, raw_names: bool = False) -> dict:
     """Confusion matrix (PNG, row-normalised unless ``normalize=False``, and CSV of counts),
-    per-class table and chart, and the most confused pairs (table and chart) in ``out_dir``."""
+    per-class table and chart, and the most confused pairs (table and chart) in ``out_dir``.
+    CSV names carry the formula guard unless ``raw_names``."""
     matrix = confusion_matrix(predictions.gt_label.astype(str), predictions.pred_label.astype(str),
                               classes)
     per_class = per_class_table(matrix, classes)
     pairs = confused_pairs(matrix, classes, top_pairs)
+
+    def csv(frame, name):
+        return write_csv_atomic(frame, osp.join(out_dir, name), raw_names=raw_names)
+
     files = dict(
         confusion_png=save_figure(plot_confusion_matrix(matrix, classes, normalize),
                                   osp.join(out_dir, 'confusion_matrix.png')),
-        confusion_csv=write_csv_atomic(confusion_frame(matrix, classes),
-                                       osp.join(out_dir, 'confusion_matrix.csv')),
+        confusion_csv=csv(confusion_frame(matrix, classes), 'confusion_matrix.csv'),
         per_class_png=save_figure(plot_per_class(per_class), osp.join(out_dir, 'per_class.png')),
-        per_class_csv=write_csv_atomic(per_class, osp.join(out_dir, 'per_class.csv')),
+        per_class_csv=csv(per_class, 'per_class.csv'),
         pairs_png=save_figure(plot_confused_pairs(pairs), osp.join(out_dir, 'confused_pairs.png')),
-        pairs_csv=write_csv_atomic(pairs, osp.join(out_dir, 'confused_pairs.csv')),
+        pairs_csv=csv(pairs, 'confused_pairs.csv'),
     )
     return dict(files=files, per_class=per_class, pairs=pairs)
 
 
 def rank_outputs(predictions, evaluation: dict, taxonomy: str, rank: Optional[str],
-                 out_dir: str) -> dict:
+                 out_dir: str, raw_names: bool = False) -> dict:
     """Per-rank top-1 (from the metrics) and the confusion matrix at ``rank`` (PNG, CSV)."""
     tree = read_taxonomy(taxonomy, evaluation['classes'])
     rank = rank or tree.ranks[0]
@@ -76,7 +80,8 @@ def rank_outputs(predictions, evaluation: dict, taxonomy: str, rank: Optional[st
         rank_confusion_png=save_figure(plot_confusion_matrix(matrix, groups),
                                        osp.join(out_dir, f'confusion_matrix_{rank}.png')),
         rank_confusion_csv=write_csv_atomic(confusion_frame(matrix, groups),
-                                            osp.join(out_dir, f'confusion_matrix_{rank}.csv'))))
+                                            osp.join(out_dir, f'confusion_matrix_{rank}.csv'),
+                                            raw_names=raw_names)))
 
 
 def risk_coverage_outputs(predictions, calibration: Optional[dict], out_dir: str) -> dict:
@@ -103,12 +108,13 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
                  gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
                  num_workers: int = 0, trust_checkpoint: bool = False,
                  gallery_images: int = 16, taxonomy: Optional[str] = None,
-                 rank: Optional[str] = None) -> str:
+                 rank: Optional[str] = None, raw_names: bool = False) -> str:
     """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
     every figure and table next to it (default ``<work_dir>/report/``). Returns its path.
     ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights.
     ``taxonomy`` (a CSV, see ``tools/test.py --taxonomy``) adds the top-1 accuracy of every
-    rank and the confusion matrix at ``rank`` (default: the rank above the classes)."""
+    rank and the confusion matrix at ``rank`` (default: the rank above the classes).
+    ``raw_names`` writes the CSVs without the formula guard on names."""
     if not osp.isdir(work_dir):
         raise DatasetError(f'Work dir {work_dir!r} does not exist.')
     out_dir = out_dir or osp.join(work_dir, 'report')
@@ -116,11 +122,13 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     cfg = load_config(config or work_dir_config(work_dir))
     evaluation = evaluate(cfg, checkpoint or work_dir, 'val', trust_checkpoint=trust_checkpoint,
                           batch_size=batch_size, num_workers=num_workers, out_dir=out_dir,
-                          taxonomy=taxonomy)
+                          taxonomy=taxonomy, raw_names=raw_names)
     predictions = evaluation['predictions']
-    confusion = confusion_outputs(predictions, evaluation['classes'], out_dir, top_pairs)
+    confusion = confusion_outputs(predictions, evaluation['classes'], out_dir, top_pairs,
+                                  raw_names=raw_names)
     files = dict(confusion['files'])
-    ranks = rank_outputs(predictions, evaluation, taxonomy, rank, out_dir) if taxonomy else None
+    ranks = (rank_outputs(predictions, evaluation, taxonomy, rank, out_dir, raw_names)
+             if taxonomy else None)
     if ranks:
         files.update(ranks['files'])
     try:

@@ -9,7 +9,7 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.analysis import write_report
-from bioplugin.apis.cli import add_trust_checkpoint, run_tool, tool_parser
+from bioplugin.apis.cli import add_raw_names, add_trust_checkpoint, run_tool, tool_parser
 
 
 def main(argv=None) -> int:
@@ -26,6 +26,7 @@ def main(argv=None) -> int:
                         'matrix at --rank (the file of tools/test.py --taxonomy)')
     parser.add_argument('--rank', help='rank of the confusion matrix (default: the one above '
                         'the classes)')
+    add_raw_names(parser)
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
                             args.device, args.gradcam_images,
                             trust_checkpoint=args.trust_checkpoint,
                             gallery_images=args.gallery_images, taxonomy=args.taxonomy,
-                            rank=args.rank)
+                            rank=args.rank, raw_names=args.raw_names)
         print(f'Report: {path}')
         return 0
 
