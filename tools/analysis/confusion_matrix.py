@@ -6,6 +6,7 @@
 Writes confusion_matrix.png/.csv, per_class.png/.csv (accuracy, precision, recall, F1, support)
 and confused_pairs.png/.csv (true → predicted, count, rate) into --out-dir.
 """
+import os.path as osp
 import sys
 
 import bioplugin  # noqa: F401
@@ -32,6 +33,8 @@ def main(argv=None) -> int:
         print(f'{len(frame)} images, {len(classes)} classes; worst classes:')
         print(outputs['per_class'].head(5).to_string(index=False, float_format='%.2f'))
         print('\n'.join(['Wrote:'] + sorted(outputs['files'].values())))
+        for key, note in sorted(outputs['notes'].items()):
+            print(f"{osp.basename(outputs['files'][key])}: {note}")
         return 0
 
     return run_tool(body)
