@@ -1,4 +1,5 @@
 """Analysis: confusion tables and plots, stitched curves, model stats, Grad-CAM, the report."""
+import io
 import json
 import os
 import os.path as osp
@@ -9,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bioplugin.analysis import (confusion_outputs, load_training_curves, model_stats,
-                                per_class_table)
+from bioplugin.analysis import (confused_pairs, confusion_matrix, confusion_outputs,
+                                load_training_curves, model_stats, normalize_rows,
+                                per_class_table, plot_confusion_matrix, plot_per_class)
+from bioplugin.analysis.plots import MAX_NAMED_CLASSES
 from bioplugin.analysis.report import write_report
 from bioplugin.apis import load_config
 from bioplugin.apis.options import enable_tensorboard
@@ -62,13 +65,78 @@ def test_confusion_outputs_match_an_independent_count(num_classes, tmp_path):
                                     (pred == int(first['predicted'])))
 
 
-def test_confusion_plot_grows_with_the_class_count(tmp_path):
+def test_confusion_plot_grows_with_the_class_count_up_to_the_named_limit(tmp_path):
     sizes = {}
-    for count in (3, 100):
+    for count in (3, MAX_NAMED_CLASSES, 2 * MAX_NAMED_CLASSES):
         frame, classes, _, _ = synthetic_predictions(count)
         confusion_outputs(frame, classes, str(tmp_path / str(count)))
         sizes[count] = cv2.imread(str(tmp_path / str(count) / 'confusion_matrix.png')).shape
-    assert sizes[100][0] > 2 * sizes[3][0] and sizes[100][1] > 2 * sizes[3][1]
+    most = sizes[MAX_NAMED_CLASSES]
+    assert most[0] > 1.8 * sizes[3][0] and most[1] > 1.8 * sizes[3][1]
+    assert sizes[2 * MAX_NAMED_CLASSES] == most  # beyond the limit: the most confused classes
+
+
+def named_ticks(labels) -> list:
+    return [label.get_text() for label in labels if label.get_text()]
+
+
+def test_figures_of_1000_classes_name_at_most_the_limit(tmp_path):
+    frame, classes, truth, pred = synthetic_predictions(1000, per_class=3)
+    matrix = confusion_matrix(frame.gt_label, frame.pred_label, classes)
+    table = per_class_table(matrix, classes)
+    per_class = plot_per_class(table)
+    confusion = plot_confusion_matrix(matrix, classes)
+    for figure in (per_class, confusion):
+        figure.savefig(io.BytesIO(), format='png')  # ticks as drawn
+
+    bars = named_ticks(per_class.axes[0].get_yticklabels())
+    assert len(bars) == MAX_NAMED_CLASSES
+    worst = table.sort_values('accuracy', kind='stable').head(MAX_NAMED_CLASSES)
+    assert bars == [f'{name} (n={n})' for name, n in zip(worst['class'], worst['support'])]
+    assert f'the {MAX_NAMED_CLASSES} worst of 1,000 classes' in per_class.axes[0].get_title()
+
+    axis = confusion.axes[0]
+    columns, rows = named_ticks(axis.get_xticklabels()), named_ticks(axis.get_yticklabels())
+    assert columns == rows and len(rows) == MAX_NAMED_CLASSES
+    assert rows == sorted(rows, key=int)  # in class order
+    top = confused_pairs(matrix, classes, top_n=1).iloc[0]
+    assert {top['true'], top['predicted']} <= set(rows)
+    assert f'the {MAX_NAMED_CLASSES} most confused of 1,000 classes' in axis.get_title()
+    shown = [classes.index(name) for name in rows]  # each row: shares of the whole class
+    np.testing.assert_allclose(axis.images[0].get_array(),
+                               normalize_rows(matrix)[np.ix_(shown, shown)])
+
+
+def test_confusion_outputs_of_1000_classes_say_what_the_figures_leave_out(tmp_path):
+    frame, classes, _, _ = synthetic_predictions(1000, per_class=1)
+    outputs = confusion_outputs(frame, classes, str(tmp_path))
+    assert outputs['notes'] == {
+        'confusion_png': f'showing the {MAX_NAMED_CLASSES} most confused of 1,000 classes; '
+                         'all in confusion_matrix.csv',
+        'per_class_png': f'showing the {MAX_NAMED_CLASSES} worst of 1,000 classes; all in '
+                         'per_class.csv'}
+    assert len(pd.read_csv(tmp_path / 'per_class.csv')) == 1000
+    assert pd.read_csv(tmp_path / 'confusion_matrix.csv', index_col=0).shape == (1000, 1000)
+    assert confusion_outputs(*synthetic_predictions(MAX_NAMED_CLASSES)[:2],
+                             str(tmp_path / 'few'))['notes'] == {}
+
+
+@pytest.mark.slow
+def test_report_of_many_classes_says_what_its_figures_leave_out(tmp_path):
+    classes = [f'sp{i}' for i in range(MAX_NAMED_CLASSES + 10)]
+    data = make_image_folder(str(tmp_path / 'data'), classes, per_class=2, val_per_class=1,
+                             test_images=1)
+    work_dir = str(tmp_path / 'work')
+    result = run_tool(osp.join('tools', 'train.py'), TINY_CONFIG, '--data-root', data,
+                      '--work-dir', work_dir, '--cfg-options',
+                      f'model.head.num_classes={len(classes)}', 'train_cfg.max_epochs=1',
+                      '--no-calibrate')
+    assert result.returncode == 0, result.stderr[-2000:]
+    page = open(write_report(work_dir, gradcam_images=1, gallery_images=1)).read()
+    assert (f'(showing the {MAX_NAMED_CLASSES} worst of {len(classes)} classes; all in '
+            'per_class.csv)') in page
+    assert (f'(showing the {MAX_NAMED_CLASSES} most confused of {len(classes)} classes; all '
+            'in confusion_matrix.csv)') in page
 
 
 def test_per_class_table_handles_classes_without_predictions():

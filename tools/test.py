@@ -16,8 +16,8 @@ import sys
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis import build_test_config, load_config, prediction_writer, run_test
 from bioplugin.apis.evaluate import model_file
-from bioplugin.apis.cli import (add_config_options, add_precision_options, add_trust_checkpoint,
-                                precision_choice, run_tool, tool_parser)
+from bioplugin.apis.cli import (add_config_options, add_precision_options, add_raw_names,
+                                add_trust_checkpoint, precision_choice, run_tool, tool_parser)
 from bioplugin.deploy import BACKENDS
 from bioplugin.engine.distributed import LAUNCHERS
 from bioplugin.evaluation import format_metrics
@@ -71,6 +71,7 @@ def parse_args(argv=None):
     parser.add_argument('--backend', choices=BACKENDS, default='onnxruntime',
                         help='what runs an .onnx model (default: %(default)s; openvino needs '
                         '`pip install openvino`)')
+    add_raw_names(parser)
     add_precision_options(parser)
     add_trust_checkpoint(parser)
     add_config_options(parser)
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
             batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher,
             backend=args.backend, raw_scores=args.raw_scores, review_csv=args.review_csv,
             taxonomy=args.taxonomy, confident_threshold=args.confident_threshold,
-            unknown_label=args.unknown_label)
+            unknown_label=args.unknown_label, raw_names=args.raw_names)
         runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0

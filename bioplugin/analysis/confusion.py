@@ -61,3 +61,17 @@ def confused_pairs(matrix: np.ndarray, classes: Sequence[str], top_n: int = 10) 
     })
     return pairs.sort_values(['count', 'rate'], ascending=False,
                              kind='stable').head(top_n).reset_index(drop=True)
+
+
+def most_confused_classes(matrix: np.ndarray, limit: int) -> np.ndarray:
+    """Indices (in class order) of at most ``limit`` classes: the true and predicted classes
+    of the largest confusions (:func:`confused_pairs` order), then, while there is room, the
+    classes of lowest recall."""
+    count = len(matrix)
+    if count <= limit:
+        return np.arange(count)
+    pairs = confused_pairs(matrix, np.arange(count), top_n=matrix.size)
+    chosen = dict.fromkeys(np.ravel(pairs[['true', 'predicted']].to_numpy()).tolist())
+    recall = per_class_table(matrix, np.arange(count))['class']
+    chosen.update(dict.fromkeys(recall.tolist()))
+    return np.sort(list(chosen)[:limit])

@@ -4,7 +4,7 @@ Figures are :class:`~matplotlib.figure.Figure` objects made directly, without py
 backend switch and no figure registry to close.
 """
 import os.path as osp
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib
 import numpy as np
@@ -12,7 +12,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..fileio import atomic_open
-from .confusion import normalize_rows
+from .confusion import most_confused_classes, normalize_rows
+
+# Class and file names are data: every text that may hold one is drawn as typed, never read as
+# math (``$…$``) or handed to TeX.
+VERBATIM = dict(parse_math=False, usetex=False)
+
+# The most classes one figure names. A name needs about 0.2 inch of height at a readable 7-8
+# pt, so 50 names make a figure of 10-12 inches, about one screen of the report at 110 dpi,
+# with confusion-matrix cells of about 20 pixels. More names overlap or shrink below reading
+# size (1,000 become a black bar); the CSV beside each figure keeps every class.
+MAX_NAMED_CLASSES = 50
 
 
 def save_figure(figure: Figure, path: str, dpi: int = 110) -> str:
@@ -24,19 +34,23 @@ def save_figure(figure: Figure, path: str, dpi: int = 110) -> str:
     return path
 
 
-def _tick_step(count: int, max_ticks: int = 100) -> int:
-    return max(1, int(np.ceil(count / max_ticks)))
-
-
 def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], normalize: bool = True,
-                          title: str = 'Confusion matrix'):
+                          title: str = 'Confusion matrix',
+                          max_classes: Optional[int] = MAX_NAMED_CLASSES):
     """Rows: true class, columns: predicted class; row-normalised unless ``normalize=False``.
 
-    The figure grows with the class count (about 0.16 inch per class beyond 10) so that 100
-    class names stay readable; cell values are printed up to 30 classes.
+    Beyond ``max_classes`` classes (None: no limit) it shows the most confused ones
+    (:func:`~bioplugin.analysis.confusion.most_confused_classes`), each row still the shares of
+    the whole true class, and the title says how many of how many. The figure grows with the
+    class count (about 0.16 inch per class beyond 10); cell values are printed up to 30
+    classes.
     """
-    count = len(classes)
-    values = normalize_rows(matrix) if normalize else matrix
+    total = len(classes)
+    shown = most_confused_classes(matrix, total if max_classes is None else max_classes)
+    values = (normalize_rows(matrix) if normalize else matrix)[np.ix_(shown, shown)]
+    counts = matrix[np.ix_(shown, shown)]
+    names = [classes[i] for i in shown]
+    count = len(names)
     side = float(np.clip(3 + 0.16 * count, 5, 24))
     figure = Figure(figsize=(side + 1.5, side))
     axis = figure.subplots()
@@ -44,41 +58,50 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], normalize:
                         interpolation='nearest')
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04,
                     label='share of the true class' if normalize else 'images')
-    step = _tick_step(count)
-    ticks = np.arange(0, count, step)
-    font = float(np.clip(220 / max(count, 1), 4, 10))
-    axis.set_xticks(ticks, [classes[i] for i in ticks], rotation=90, fontsize=font)
-    axis.set_yticks(ticks, [classes[i] for i in ticks], fontsize=font)
+    ticks = np.arange(count)
+    font = float(np.clip(360 / max(count, 1), 4, 10))
+    axis.set_xticks(ticks, names, rotation=90, fontsize=font, **VERBATIM)
+    axis.set_yticks(ticks, names, fontsize=font, **VERBATIM)
     axis.set_xlabel('predicted class')
     axis.set_ylabel('true class')
-    axis.set_title(title + (' (row-normalised)' if normalize else ' (counts)'))
+    scope = f': the {count} most confused of {total:,} classes' if count < total else ''
+    axis.set_title(title + scope + (' (row-normalised)' if normalize else ' (counts)'),
+                   **VERBATIM)
     if count <= 30:
         threshold = values.max() / 2 if values.size else 0
         for i in range(count):
             for j in range(count):
-                if matrix[i, j]:
+                if counts[i, j]:
                     text = f'{values[i, j]:.2f}' if normalize else f'{int(values[i, j])}'
                     axis.text(j, i, text, ha='center', va='center', fontsize=font * 0.8,
                               color='white' if values[i, j] > threshold else 'black')
     return figure
 
 
-def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy'):
-    """Horizontal bars per class, sorted worst first, with the support in the label."""
+def plot_per_class(table: pd.DataFrame, metric: str = 'accuracy',
+                   max_classes: Optional[int] = MAX_NAMED_CLASSES):
+    """Horizontal bars per class, sorted worst first, with the support in the label; beyond
+    ``max_classes`` classes (None: no limit) the worst ones, the title saying how many of how
+    many and the dashed line the mean of all classes."""
     table = table.sort_values(metric, kind='stable')
+    total, mean = len(table), table[metric].mean()
+    if max_classes is not None:
+        table = table.head(max_classes)
     count = len(table)
     figure = Figure(figsize=(8, float(np.clip(1 + 0.22 * count, 3, 30))))
     axis = figure.subplots()
     colours = matplotlib.colormaps['RdYlGn'](table[metric].to_numpy())
     labels = [f'{name} (n={support})' for name, support in zip(table['class'], table['support'])]
     axis.barh(np.arange(count), table[metric], color=colours)
-    axis.set_yticks(np.arange(count), labels, fontsize=float(np.clip(300 / max(count, 1), 5, 10)))
+    axis.set_yticks(np.arange(count), labels, fontsize=float(np.clip(400 / max(count, 1), 5, 10)),
+                    **VERBATIM)
     axis.set_xlim(0, 1)
     axis.set_xlabel(f'per-class {metric}')
-    axis.set_title(f'Per-class {metric} (worst at the top)')
+    scope = f': the {count} worst of {total:,} classes' if count < total else ''
+    axis.set_title(f'Per-class {metric}{scope} (worst at the top)', **VERBATIM)
     axis.invert_yaxis()
-    mean = table[metric].mean()
-    axis.axvline(mean, color='grey', linestyle='--', linewidth=1, label=f'mean {mean:.2f}')
+    axis.axvline(mean, color='grey', linestyle='--', linewidth=1,
+                 label=f'mean{" of all classes" if scope else ""} {mean:.2f}')
     axis.legend(loc='lower right', fontsize=8)
     return figure
 
@@ -93,7 +116,7 @@ def plot_confused_pairs(pairs: pd.DataFrame):
         return figure
     labels = [f'{t} → {p}' for t, p in zip(pairs['true'], pairs['predicted'])]
     axis.barh(np.arange(len(pairs)), pairs['count'], color='tab:red')
-    axis.set_yticks(np.arange(len(pairs)), labels, fontsize=9)
+    axis.set_yticks(np.arange(len(pairs)), labels, fontsize=9, **VERBATIM)
     axis.invert_yaxis()
     for y, (count, rate) in enumerate(zip(pairs['count'], pairs['rate'])):
         axis.text(count, y, f' {int(count)} ({rate:.0%})', va='center', fontsize=8)
@@ -140,9 +163,9 @@ def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str], title: 
         axis.set_axis_off()
     for axis, image, caption in zip(axes.flat, images, titles):
         axis.imshow(image)
-        axis.set_title(caption, fontsize=8)
+        axis.set_title(caption, fontsize=8, **VERBATIM)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, **VERBATIM)
     figure.tight_layout()
     return figure
 

@@ -22,8 +22,9 @@ from .curves import load_training_curves
 from .error_gallery import error_gallery, risk_coverage
 from .gradcam import explain_predictions
 from .model_stats import model_stats
-from .plots import (plot_confused_pairs, plot_confusion_matrix, plot_per_class,
-                    plot_reliability, plot_risk_coverage, plot_training_curves, save_figure)
+from .plots import (MAX_NAMED_CLASSES, plot_confused_pairs, plot_confusion_matrix,
+                    plot_per_class, plot_reliability, plot_risk_coverage, plot_training_curves,
+                    save_figure)
 
 
 def crop_size(cfg) -> int:
@@ -35,30 +36,47 @@ def crop_size(cfg) -> int:
     return 224
 
 
+def left_out(total: int, which: str, csv_name: str) -> str:
+    """What a figure that names at most ``MAX_NAMED_CLASSES`` of ``total`` classes leaves out
+    (``which``: how it chose them), or ``''`` when it names every one."""
+    if total <= MAX_NAMED_CLASSES:
+        return ''
+    return f'showing the {MAX_NAMED_CLASSES} {which} of {total:,} classes; all in {csv_name}'
+
+
 def confusion_outputs(predictions, classes, out_dir: str, top_pairs: int = 10,
-                      normalize: bool = True) -> dict:
+                      normalize: bool = True, raw_names: bool = False) -> dict:
     """Confusion matrix (PNG, row-normalised unless ``normalize=False``, and CSV of counts),
-    per-class table and chart, and the most confused pairs (table and chart) in ``out_dir``."""
+    per-class table and chart, and the most confused pairs (table and chart) in ``out_dir``;
+    ``notes`` says what a figure leaves out (beyond ``MAX_NAMED_CLASSES`` classes). CSV names
+    carry the formula guard unless ``raw_names``."""
     matrix = confusion_matrix(predictions.gt_label.astype(str), predictions.pred_label.astype(str),
                               classes)
     per_class = per_class_table(matrix, classes)
     pairs = confused_pairs(matrix, classes, top_pairs)
+
+    def csv(frame, name):
+        return write_csv_atomic(frame, osp.join(out_dir, name), raw_names=raw_names)
+
     files = dict(
         confusion_png=save_figure(plot_confusion_matrix(matrix, classes, normalize),
                                   osp.join(out_dir, 'confusion_matrix.png')),
-        confusion_csv=write_csv_atomic(confusion_frame(matrix, classes),
-                                       osp.join(out_dir, 'confusion_matrix.csv')),
+        confusion_csv=csv(confusion_frame(matrix, classes), 'confusion_matrix.csv'),
         per_class_png=save_figure(plot_per_class(per_class), osp.join(out_dir, 'per_class.png')),
-        per_class_csv=write_csv_atomic(per_class, osp.join(out_dir, 'per_class.csv')),
+        per_class_csv=csv(per_class, 'per_class.csv'),
         pairs_png=save_figure(plot_confused_pairs(pairs), osp.join(out_dir, 'confused_pairs.png')),
-        pairs_csv=write_csv_atomic(pairs, osp.join(out_dir, 'confused_pairs.csv')),
+        pairs_csv=csv(pairs, 'confused_pairs.csv'),
     )
-    return dict(files=files, per_class=per_class, pairs=pairs)
+    notes = dict(confusion_png=left_out(len(classes), 'most confused', 'confusion_matrix.csv'),
+                 per_class_png=left_out(len(classes), 'worst', 'per_class.csv'))
+    return dict(files=files, per_class=per_class, pairs=pairs,
+                notes={key: note for key, note in notes.items() if note})
 
 
 def rank_outputs(predictions, evaluation: dict, taxonomy: str, rank: Optional[str],
-                 out_dir: str) -> dict:
-    """Per-rank top-1 (from the metrics) and the confusion matrix at ``rank`` (PNG, CSV)."""
+                 out_dir: str, raw_names: bool = False) -> dict:
+    """Per-rank top-1 (from the metrics) and the confusion matrix at ``rank`` (PNG, CSV), with
+    ``notes`` as :func:`confusion_outputs` gives them."""
     tree = read_taxonomy(taxonomy, evaluation['classes'])
     rank = rank or tree.ranks[0]
     if rank not in tree.ranks:
@@ -72,11 +90,15 @@ def rank_outputs(predictions, evaluation: dict, taxonomy: str, rank: Optional[st
     accuracy = [(name, evaluation['metrics'].get(f'taxonomy/{name}_top1'))
                 for name in [tree.class_rank] + tree.ranks]
     accuracy[0] = (tree.class_rank, evaluation['metrics'].get('accuracy/top1'))
-    return dict(rank=rank, accuracy=accuracy, files=dict(
+    csv_name = f'confusion_matrix_{rank}.csv'
+    note = left_out(len(groups), 'most confused', csv_name)
+    files = dict(
         rank_confusion_png=save_figure(plot_confusion_matrix(matrix, groups),
                                        osp.join(out_dir, f'confusion_matrix_{rank}.png')),
         rank_confusion_csv=write_csv_atomic(confusion_frame(matrix, groups),
-                                            osp.join(out_dir, f'confusion_matrix_{rank}.csv'))))
+                                            osp.join(out_dir, csv_name), raw_names=raw_names))
+    return dict(rank=rank, accuracy=accuracy, files=files,
+                notes=dict(rank_confusion_png=note) if note else {})
 
 
 def risk_coverage_outputs(predictions, calibration: Optional[dict], out_dir: str) -> dict:
@@ -103,12 +125,14 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
                  gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
                  num_workers: int = 0, trust_checkpoint: bool = False,
                  gallery_images: int = 16, taxonomy: Optional[str] = None,
-                 rank: Optional[str] = None, data_root: Optional[str] = None) -> str:
+                 rank: Optional[str] = None, data_root: Optional[str] = None,
+                 raw_names: bool = False) -> str:
     """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
     every figure and table next to it (default ``<work_dir>/report/``). Returns its path.
     ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights.
     ``taxonomy`` (a CSV, see ``tools/test.py --taxonomy``) adds the top-1 accuracy of every
-    rank and the confusion matrix at ``rank`` (default: the rank above the classes)."""
+    rank and the confusion matrix at ``rank`` (default: the rank above the classes).
+    ``raw_names`` writes the CSVs without the formula guard on names."""
     if not osp.isdir(work_dir):
         raise DatasetError(f'Work dir {work_dir!r} does not exist.')
     out_dir = out_dir or osp.join(work_dir, 'report')
@@ -116,13 +140,16 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     cfg = load_config(config or work_dir_config(work_dir), data_root=data_root)
     evaluation = evaluate(cfg, checkpoint or work_dir, 'val', trust_checkpoint=trust_checkpoint,
                           batch_size=batch_size, num_workers=num_workers, out_dir=out_dir,
-                          taxonomy=taxonomy)
+                          taxonomy=taxonomy, raw_names=raw_names)
     predictions = evaluation['predictions']
-    confusion = confusion_outputs(predictions, evaluation['classes'], out_dir, top_pairs)
-    files = dict(confusion['files'])
-    ranks = rank_outputs(predictions, evaluation, taxonomy, rank, out_dir) if taxonomy else None
+    confusion = confusion_outputs(predictions, evaluation['classes'], out_dir, top_pairs,
+                                  raw_names=raw_names)
+    files, notes = dict(confusion['files']), dict(confusion['notes'])
+    ranks = (rank_outputs(predictions, evaluation, taxonomy, rank, out_dir, raw_names)
+             if taxonomy else None)
     if ranks:
         files.update(ranks['files'])
+        notes.update(ranks['notes'])
     try:
         curves = load_training_curves(work_dir)
         files['curves_png'] = save_figure(plot_training_curves(curves),
@@ -149,7 +176,7 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
                              calibration['after']), osp.join(out_dir, 'reliability.png'))
     files.update(risk_coverage_outputs(predictions, calibration, out_dir))
     page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
-                 calibration, ranks)
+                 calibration, ranks, notes)
     return atomic_write(osp.join(out_dir, 'report.html'), page)
 
 
@@ -217,11 +244,14 @@ def _taxonomy_html(ranks: Optional[dict], figure) -> str:
 
 
 def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
-          calibration=None, ranks=None) -> str:
+          calibration=None, ranks=None, notes=None) -> str:
     def link(key):
         return html.escape(osp.relpath(files[key], out_dir))
 
     def figure(key, caption):
+        """The figure ``key`` with its caption and what it leaves out (``notes``)."""
+        if (notes or {}).get(key):
+            caption = f'{caption} ({notes[key]})'
         return (f'<figure><img src="{link(key)}" alt="{html.escape(caption)}">'
                 f'<figcaption>{html.escape(caption)}</figcaption></figure>') if key in files else ''
 

@@ -60,10 +60,12 @@ def open_set_signals(evaluation: dict) -> Dict[str, np.ndarray]:
 
 
 def measure_open_set(config, checkpoint: str, unknown_dir: str,
-                     out_dir: Optional[str] = None, trust_checkpoint: bool = False) -> dict:
+                     out_dir: Optional[str] = None, trust_checkpoint: bool = False,
+                     raw_names: bool = False) -> dict:
     """AUROC and FPR at 95 % TPR of every signal, val images against those of
     ``unknown_dir`` (all together and per sub-folder), and the share of each side the
-    stored threshold flags."""
+    stored threshold flags. ``raw_names`` writes the per-image CSVs without the formula guard
+    on names."""
     cfg = config if isinstance(config, Config) else load_config(config)
     checkpoint = resolve_checkpoint(checkpoint)
     facts = ModelFacts.from_checkpoint(checkpoint, classes=())  # before any image is read
@@ -73,7 +75,7 @@ def measure_open_set(config, checkpoint: str, unknown_dir: str,
         raise ConfigError(f'{checkpoint!r} has no unknown threshold yet: {reason}.')
     record = facts.detector.record
     out_dir = out_dir or osp.join(osp.dirname(checkpoint), 'open_set')
-    options = dict(trust_checkpoint=trust_checkpoint, out_dir=out_dir)
+    options = dict(trust_checkpoint=trust_checkpoint, out_dir=out_dir, raw_names=raw_names)
     known = open_set_signals(evaluate(cfg, checkpoint, 'val', **options))
     groups = {}
     for folder in unknown_folders(unknown_dir):

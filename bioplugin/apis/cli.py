@@ -73,6 +73,13 @@ def add_trust_checkpoint(parser: argparse.ArgumentParser) -> None:
                         'code)')
 
 
+def add_raw_names(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--raw-names', action='store_true',
+                        help="write class and file names into the CSVs exactly as they are; "
+                        "by default a name a spreadsheet would run as a formula (starting "
+                        "with =, +, -, @, a tab or a carriage return) gets a leading '")
+
+
 def run_tool(body: Callable[[], int]) -> int:
     """Run a tool's body; a user error (or a full disk) prints one ``error: …`` line and
     returns 2."""

@@ -39,7 +39,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       backend: str = 'onnxruntime', raw_scores: bool = False,
                       review_csv: Optional[str] = None, taxonomy: Optional[str] = None,
                       confident_threshold: float = 0.9, unknown: bool = True,
-                      unknown_label: Optional[str] = None) -> Config:
+                      unknown_label: Optional[str] = None, raw_names: bool = False) -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
 
@@ -51,6 +51,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
     a labeled split), ``confident_rank`` at ``confident_threshold``. With the checkpoint's
     open-set threshold (``tools/analysis/calibrate.py``) ``unknown`` adds the ``unknown`` /
     ``unknown_score`` columns; ``unknown_label`` is then written as their ``pred_label``.
+    ``raw_names`` writes names that a spreadsheet would run as formulas without their guard.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -79,7 +80,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
         review_file=osp.abspath(review_csv) if review_csv else None,
         taxonomy=osp.abspath(taxonomy) if taxonomy else None,
         confident_threshold=confident_threshold,
-        unknown='auto' if unknown else None, unknown_label=unknown_label,
+        unknown='auto' if unknown else None, unknown_label=unknown_label, raw_names=raw_names,
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
     if precision is not None:

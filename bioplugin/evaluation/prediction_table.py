@@ -5,8 +5,16 @@ extension and the class folder name (with folders ``0``…``99`` the value *is* 
 never an internal index). ``topk`` adds ``top{i}_label`` / ``top{i}_score`` columns, a class
 name mapping adds ``pred_name`` / ``top{i}_name`` columns, in the spirit of timm's
 ``inference.py``.
+
+Class and file names are data: a class called ``NA`` or ``=1+1`` is written and read back as
+it is. A spreadsheet would run a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return as a formula, so :func:`write_csv_atomic` writes such text cells (and column
+names) behind a leading ``'`` (OWASP's guard against CSV injection); a text that starts with
+``'`` itself gets one too, so that :func:`read_prediction_csv` gives back every name
+exactly. Numbers are never guarded.
 """
 import os.path as osp
+import re
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -93,9 +101,63 @@ def read_class_names(path: str, classes: Sequence[str]) -> Dict[str, str]:
     return dict(zip(classes, (line.strip() for line in lines)))
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str, float_format: str = '%.6f') -> str:
+FORMULA_STARTS = ('=', '+', '-', '@', '\t', '\r')
+GUARD = "'"
+# the number columns of a prediction table (the others hold names and words)
+NUMBER_COLUMNS = re.compile(r'(.+_)?score|pred_index')
+BOOLEAN_COLUMNS = ('unknown', )
+
+
+def guard_formula(value):
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula (or
+    text that starts with ``'``); anything else as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS + (GUARD, )):
+        return GUARD + value
+    return value
+
+
+def unguard_formula(value):
+    """The inverse of :func:`guard_formula`."""
+    return value[1:] if isinstance(value, str) and value.startswith(GUARD) else value
+
+
+def guard_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells and column names are guarded
+    (:func:`guard_formula`); number and boolean columns stay as they are."""
+    frame = frame.rename(columns=guard_formula)
+    for column in range(frame.shape[1]):
+        values = frame.iloc[:, column]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            frame.isetitem(column, values.map(guard_formula))
+    return frame
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str, float_format: str = '%.6f',
+                     raw_names: bool = False) -> str:
     """Write ``frame`` to ``path`` through a temporary file and a rename: a crash never leaves
-    a half-written CSV."""
+    a half-written CSV. Text that a spreadsheet would run as a formula is guarded (see the
+    module's notes) unless ``raw_names``."""
+    if not raw_names:
+        frame = guard_formulas(frame)
     with atomic_open(path, 'w', encoding='utf-8') as file:
         frame.to_csv(file, index=False, float_format=float_format)
     return path
+
+
+def read_prediction_csv(path: str, raw_names: bool = False) -> pd.DataFrame:
+    """A prediction table written by :func:`write_csv_atomic`, as it was: names verbatim
+    (``NA`` stays ``NA``, the formula guard is removed unless the file was written with
+    ``raw_names``), scores and indices as numbers (an empty cell: NaN), ``unknown`` as
+    booleans."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not raw_names:
+        frame = frame.rename(columns=unguard_formula)
+    for column in frame.columns:
+        values = frame[column]
+        if NUMBER_COLUMNS.fullmatch(column):
+            frame[column] = pd.to_numeric(values.mask(values == ''))
+        elif column in BOOLEAN_COLUMNS:
+            frame[column] = values == 'True'
+        elif not raw_names:
+            frame[column] = values.map(unguard_formula)
+    return frame

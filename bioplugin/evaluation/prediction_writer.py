@@ -56,6 +56,9 @@ class PredictionWriter(BaseMetric):
     open-set threshold (:mod:`~bioplugin.evaluation.unknown_score`; an unknown image is always
     ``review``), ``unknown_label`` writes that name as its ``pred_label``. The table itself
     is the :class:`~bioplugin.evaluation.post_processor.PostProcessor`'s, as in the Python API.
+    Names that a spreadsheet would run as formulas are written behind a ``'`` unless
+    ``raw_names`` (see :mod:`~bioplugin.evaluation.prediction_table`); the metrics file says
+    which (``formula_guard``).
     """
 
     default_prefix = ''  # its metrics keep their own names (accuracy/top1, ...)
@@ -76,6 +79,7 @@ class PredictionWriter(BaseMetric):
                  confident_threshold: float = CONFIDENT,
                  unknown: Optional[str] = 'auto',
                  unknown_label: Optional[str] = None,
+                 raw_names: bool = False,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
@@ -95,6 +99,7 @@ class PredictionWriter(BaseMetric):
         self.temperature_option = temperature
         self.review_option = review
         self.review_file = review_file
+        self.raw_names = raw_names
         self.table_options = dict(topk=topk, class_names=class_names,
                                   include_index=include_index, taxonomy=taxonomy,
                                   confident_threshold=confident_threshold,
@@ -189,14 +194,16 @@ class PredictionWriter(BaseMetric):
         self.logits, self.features = outputs['logits'], outputs['features']
         self.gt_labels = gt_labels if labeled else None
         if self.out_file:
-            write_csv_atomic(frame, self.output_path(self.out_file))
+            write_csv_atomic(frame, self.output_path(self.out_file), raw_names=self.raw_names)
         if self.review_file and 'decision' in frame:
-            write_csv_atomic(review_queue(frame), self.output_path(self.review_file))
+            write_csv_atomic(review_queue(frame), self.output_path(self.review_file),
+                             raw_names=self.raw_names)
         if labeled and self.metrics_file:
             save_metrics_json(
                 self.output_path(self.metrics_file), metrics, images=len(frame),
                 split=self.split, unreadable=[paths[i] for i in sorted(errors)],
-                classes=classes, **self.run_info, time=time.strftime('%Y-%m-%d %H:%M:%S'))
+                classes=classes, formula_guard=not self.raw_names, **self.run_info,
+                time=time.strftime('%Y-%m-%d %H:%M:%S'))
         return metrics
 
     def output_path(self, path: str) -> str:

@@ -13,7 +13,8 @@ import sys
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.analysis.unknown_detection import format_open_set, measure_open_set
 from bioplugin.apis import load_config
-from bioplugin.apis.cli import add_config_options, add_trust_checkpoint, run_tool, tool_parser
+from bioplugin.apis.cli import (add_config_options, add_raw_names, add_trust_checkpoint, run_tool,
+                                tool_parser)
 
 
 def main(argv=None) -> int:
@@ -24,6 +25,7 @@ def main(argv=None) -> int:
                         help='images of classes the model was not trained on')
     parser.add_argument('--out-dir', help='where the per-image CSVs go (default: open_set/ '
                         'beside the checkpoint)')
+    add_raw_names(parser)
     add_trust_checkpoint(parser)
     add_config_options(parser)
     args = parser.parse_args(argv)
@@ -31,7 +33,8 @@ def main(argv=None) -> int:
     def body() -> int:
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.data_root)
         result = measure_open_set(cfg, args.checkpoint, args.unknown_dir, args.out_dir,
-                                  trust_checkpoint=args.trust_checkpoint)
+                                  trust_checkpoint=args.trust_checkpoint,
+                                  raw_names=args.raw_names)
         print(format_open_set(result))
         return 0
 

@@ -9,7 +9,7 @@ import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.analysis import write_report
-from bioplugin.apis.cli import add_trust_checkpoint, run_tool, tool_parser
+from bioplugin.apis.cli import add_raw_names, add_trust_checkpoint, run_tool, tool_parser
 
 
 def main(argv=None) -> int:
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
                         'the classes)')
     parser.add_argument('--data-root', help="dataset folder with val/ (default: the work dir's "
                         'own, resolved against the folder its training was started from)')
+    add_raw_names(parser)
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
 
@@ -36,7 +37,8 @@ def main(argv=None) -> int:
                             args.device, args.gradcam_images,
                             trust_checkpoint=args.trust_checkpoint,
                             gallery_images=args.gallery_images, taxonomy=args.taxonomy,
-                            rank=args.rank, data_root=args.data_root)
+                            rank=args.rank, data_root=args.data_root,
+                            raw_names=args.raw_names)
         print(f'Report: {path}')
         return 0
 
