@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                                  tensorboard=args.tensorboard, launcher=args.launcher,
                                  auto_scale_lr=args.auto_scale_lr, restart=args.restart)
         if args.restart:
-            archive = restart(cfg.work_dir, args.launcher)
+            archive = restart(cfg.work_dir, args.launcher, args.config)
             if archive:
                 print(f'The earlier run of {cfg.work_dir} was moved to {archive}')
         runner = train(cfg, trust_checkpoint=args.trust_checkpoint)

@@ -83,11 +83,12 @@ def train(cfg: Config, trust_checkpoint: bool = False) -> Runner:
     return runner
 
 
-def restart(work_dir: str, launcher: str = 'none') -> Optional[str]:
+def restart(work_dir: str, launcher: str = 'none', config: Optional[str] = None) -> Optional[str]:
     """Start over on purpose in ``work_dir``: an earlier run's files are moved into
     ``<work_dir>/previous_<time>/`` (returned; None when there were none), nothing is
-    deleted (``tools/train.py --restart``). Not while another run trains there, and not from
-    the processes of a multi-process launch (each would move the files)."""
+    deleted (``tools/train.py --restart``); ``config``, if it lives there, stays. Not while
+    another run trains there, and not from the processes of a multi-process launch (each would
+    move the files)."""
     if launcher != 'none':
         raise ConfigError('--restart moves files of the work dir: run it once without '
                           '--launcher, or train into another --work-dir.')
@@ -95,6 +96,6 @@ def restart(work_dir: str, launcher: str = 'none') -> Optional[str]:
         return None
     lock = WorkDirLock(work_dir).acquire()
     try:
-        return archive_previous_run(work_dir)
+        return archive_previous_run(work_dir, keep=[config] if config else ())
     finally:
         lock.release()

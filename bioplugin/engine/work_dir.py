@@ -23,7 +23,7 @@ import os.path as osp
 import re
 import socket
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write, output_errors
@@ -94,15 +94,19 @@ def run_files(work_dir: str) -> List[str]:
     return sorted(name for name in os.listdir(work_dir) if RUN_FILES.fullmatch(name))
 
 
-def archive_previous_run(work_dir: str) -> Optional[str]:
-    """Move an earlier run's files (:func:`run_files`, its config and log folders) into
+def archive_previous_run(work_dir: str, keep: Sequence[str] = ()) -> Optional[str]:
+    """Move an earlier run's files (:func:`run_files`, its saved config and log folders) into
     ``<work_dir>/previous_<time>/``, so that a fresh start loses nothing; returns that folder
-    (None when there was nothing to move)."""
+    (None when there was nothing to move). Files named in ``keep`` (the config about to be
+    trained, if it lives there) stay."""
     names = run_files(work_dir)
     if not names:
         return None
-    names += [name for name in os.listdir(work_dir) if name.endswith('.py')
-              or (re.fullmatch(r'\d{8}_\d{6}', name) and osp.isdir(osp.join(work_dir, name)))]
+    kept = {osp.realpath(path) for path in keep}
+    names += [name for name in os.listdir(work_dir)
+              if (name.endswith('.py') and osp.realpath(osp.join(work_dir, name)) not in kept)
+              or (re.fullmatch(r'\d{8}_\d{6}(_\d+)?', name)
+                  and osp.isdir(osp.join(work_dir, name)))]
     names += [name for name in ('calibration', RUN_RECORD)
               if osp.exists(osp.join(work_dir, name))]
     archive = osp.join(work_dir, time.strftime('previous_%Y%m%d_%H%M%S'))

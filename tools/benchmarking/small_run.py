@@ -80,7 +80,7 @@ def run_ours(config: str, data_root: str, work_dir: str, options: Dict[str, obje
     stamps_file = osp.join(work_dir, 'phases.json')
     command = [sys.executable, osp.join(TOOLS, 'train.py'),
                timed_config(config, stamps_file, work_dir), '--data-root', data_root,
-               '--work-dir', work_dir, '--cfg-options',
+               '--work-dir', work_dir, '--restart', '--cfg-options',
                *(f'{key}={value}' for key, value in options.items())]
     if not calibrate:
         command.append('--no-calibrate')
