@@ -10,14 +10,19 @@ Before MMEngine builds anything it resolves, on a copy of the config: the top-le
 ``data_root`` for splits without their own, ``num_workers='auto'`` and the other machine-dependent
 loader settings, ``precision='auto'``, gloo process groups for multi-process runs on CPUs, top-k
 accuracies larger than the class count, the data preprocessor's class count (Mixup / CutMix
-need it) from the head's, and a writable work dir. The config's text is formatted once: MMEngine
-formats it (yapf, a quarter to half a second) for the log, the dump, the message hub and again
-inside every checkpoint. The work dir keeps the config it was trained with (an evaluation saves
-its own beside its log). Training checks the data
-against the model, turns ``loss.class_weight='inverse_frequency'`` into weights from the
-training folders and ImageNet aliases into checked local files. Every checkpoint is loaded
-safely and strictly (one sentence when it does not fit), ``resume`` without a path falls back
-to the newest complete checkpoint, and evaluation labels its split with the checkpoint's classes.
+need it) from the head's, the config's numbers, and a writable work dir. The config's text is
+formatted once: MMEngine formats it (yapf, a quarter to half a second) for the log, the message
+hub and again inside every checkpoint. The work dir keeps the config as it was declared (an
+evaluation saves its own beside its log), and each Runner logs into a folder of its own.
+Training holds the work dir's lock (:mod:`~bioplugin.engine.work_dir`), refuses to start afresh
+over an earlier run, checks the data against the model, turns
+``loss.class_weight='inverse_frequency'`` into weights from the training folders and ImageNet
+aliases into checked local files, and says so when it trained nothing. Every checkpoint is
+loaded safely and strictly (one sentence when it does not fit), from one mapped read;
+``resume`` without a path falls back to the newest complete checkpoint of the work dir; an
+evaluation reads the model's facts (classes, calibration, unknown score) once and labels its
+split with the model's classes. The console shows a summary or MMEngine's whole log
+(:mod:`~bioplugin.engine.console`).
 """
 import copy
 import os
