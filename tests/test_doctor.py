@@ -22,7 +22,7 @@ from bad_inputs import (BOMB_SIZE, LOADABLE, UNREADABLE, make_bad_image_folder,
 from helpers import REPO, make_image_folder, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'data'))  # the doctor benchmark's generators
-from benchmark_doctor import texture  # noqa: E402
+from benchmark_doctor import texture, write_dataset  # noqa: E402
 from near_duplicate_margin import copies_of  # noqa: E402
 
 TOOL = 'tools/data/check_dataset.py'
@@ -131,6 +131,7 @@ def test_cli_reports_errors_writes_csv_and_exits_1(bad, diagnosis, tmp_path):
     assert any(line.startswith('WARNING') and 'train/0/tiny.png' in line for line in lines)
     assert not any(line.startswith('INFO') for line in lines)
     assert any(line.split()[:2] == ['images', 'scanned'] for line in lines)
+    assert result.stderr == ''  # a run this short shows no progress lines
     written = pd.read_csv(out, keep_default_na=False, dtype=str)
     assert list(written.columns) == doctor.COLUMNS
     assert len(written) == len(diagnosis.findings)
@@ -339,8 +340,11 @@ def test_margin_tool_puts_copies_above_and_distinct_images_below_the_threshold(t
                                        '--copies', '3')
     assert status == 0, stderr
     highest = float(stdout.split('highest similarity ')[1].split()[0])
-    lowest = [float(line.split()[-1]) for line in stdout.splitlines() if 'lowest' in line]
-    assert len(lowest) == 3 and highest < doctor.THRESHOLD < min(lowest)
+    lowest = [line.split('original ')[1].split(' (thumbnails ') for line in stdout.splitlines()
+              if 'lowest' in line]  # verified, and the thumbnails' similarity in the search
+    assert len(lowest) == 3 and highest < doctor.THRESHOLD < min(float(v) for v, _ in lowest)
+    thumbnails = min(float(value.strip(')')) for _, value in lowest)
+    assert thumbnails > near_duplicates.CANDIDATE  # copies stay candidates on 64 px previews
 
 
 def full_comparison(previews, neighbours: int, threshold: float) -> set:
@@ -406,3 +410,24 @@ def test_near_duplicate_search_of_20000_images_finds_planted_copies_in_linear_me
     per_image = 4 * (near_duplicates.THUMBNAIL ** 2 + near_duplicates.DIRECTIONS + 1)
     bound = len(previews) * per_image + 64 * 2**20
     assert peak < bound, f'peak {peak / 2**20:.0f} MiB, bound {bound / 2**20:.0f} MiB'
+
+
+def test_doctor_finds_planted_copies_among_generated_images_and_reports_progress(tmp_path):
+    planted = write_dataset(str(tmp_path), images=1500, planted=4)
+    lines = []
+    findings = doctor.diagnose(str(tmp_path), workers=2,
+                               progress=doctor.Progress(lines.append, seconds=0)).findings
+    near = findings[findings.issue.str.contains('near_duplicate')]
+    pairs = {tuple(sorted((path, message.split(' copy of ')[1].split(' (')[0])))
+             for path, message in zip(near.path, near.message)}
+    assert pairs >= {tuple(sorted(pair)) for pair in planted}
+    original_of = {copy: original for original, copy in planted}
+    assert all(original_of.get(first, first) == original_of.get(second, second)
+               for first, second in pairs)  # nothing but copies of one image
+    leaks = findings[findings.issue == 'cross_split_near_duplicate']
+    assert set(leaks.path) == {path for pair in planted for path in pair}
+    stages = {line.split(':')[0]: line for line in lines}  # the last line of each
+    assert list(stages) == ['checking files', 'near-duplicate search, images',
+                            'verifying near-duplicate candidates']
+    assert stages['checking files'].startswith('checking files: 1,512 / 1,512 (')
+    assert stages['near-duplicate search, images'].split(': ')[1].startswith('1,512 / 1,512 (')

@@ -3,15 +3,15 @@
     python tools/data/benchmark_doctor.py --images 100000
     python tools/data/benchmark_doctor.py --images 10000 --against /tmp/bioplugin-9e64a80
 
-Writes ``--images`` random-texture images (grey PNG of ``--size``, 64x64 px by default) into
-train/<class>/, val/<class>/ and test/ of a temporary folder, with a half-size, a
-JPEG-quality-60 and a 5 %-cropped copy of ``--planted`` of them in another split, and runs the
-doctor (``diagnose``, near-duplicate check on) on it in a fresh process per source tree: this
-one and each ``--against`` tree (a checkout of another version, e.g. ``git archive <commit> |
-tar -x -C DIR``). Prints the CPU (model, cores, instruction sets) and, per tree, the seconds,
-the process's peak memory (VmHWM; the imports alone take about 0.75 GB), its largest
-worker's, and how many planted copies were found. A benchmark, not a test: nothing fails on
-a slow machine.
+Writes ``--images`` random-texture images (grey PNG of ``--size``, by default 64x64 px: as large
+as the doctor's previews, so they take the most memory) into train/<class>/, val/<class>/ and
+test/ of a temporary folder, with a half-size, a JPEG-quality-60 and a 5 %-cropped copy of
+``--planted`` of them in another split, and runs the doctor (``diagnose``, near-duplicate check
+on) on it in a fresh process per source tree: this one and each ``--against`` tree (a checkout
+of another version, e.g. ``git archive <commit> | tar -x -C DIR``). Prints the CPU (model,
+cores, instruction sets) and, per tree, the seconds, the process's peak memory (VmHWM; the
+imports alone take about 0.75 GB), its largest worker's, and how many planted copies were
+found. A benchmark, not a test: nothing fails on a slow machine.
 """
 import argparse
 import json
