@@ -10,8 +10,9 @@ test/ of a temporary folder, with a half-size, a JPEG-quality-60 and a 5 %-cropp
 on) on it in a fresh process per source tree: this one and each ``--against`` tree (a checkout
 of another version, e.g. ``git archive <commit> | tar -x -C DIR``). Prints the CPU (model,
 cores, instruction sets) and, per tree, the seconds, the process's peak memory (VmHWM; the
-imports alone take about 0.75 GB), its largest worker's, and how many planted copies were
-found. A benchmark, not a test: nothing fails on a slow machine.
+imports alone take about 0.75 GB), its largest worker's, the peak of the process with the
+pages only its workers hold (sampled) and how many planted copies were found. A benchmark,
+not a test: nothing fails on a slow machine.
 """
 import argparse
 import json
@@ -33,6 +34,7 @@ REPO = osp.dirname(TOOLS)
 CLASSES = 10
 SIZE = (40, 48)  # (height, width) of a generated image by default
 SPLITS = (('train', 0.8), ('val', 0.1), ('test', 0.1))
+SAMPLE_SECONDS = 0.2  # how often the memory of the doctor and its workers is read
 
 
 def texture(rng: np.random.Generator, size: Tuple[int, int] = SIZE) -> np.ndarray:
@@ -78,14 +80,40 @@ def _write(path: str, image: np.ndarray) -> None:
 
 def run_doctor(tree: str, root: str, workers: int) -> Dict:
     """The doctor of the source tree ``tree`` on ``root`` in a fresh process: its
-    measurements (see :func:`child`)."""
+    measurements (see :func:`child`) and ``total_mib``, the most memory the process and its
+    workers held together (:func:`tree_memory_mib`), sampled every :data:`SAMPLE_SECONDS`."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [tree] + [part for part in os.environ.get('PYTHONPATH', '').split(os.pathsep) if part]))
     command = [sys.executable, osp.abspath(__file__), '--child', tree, root, str(workers)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode:
-        return dict(error=(result.stderr.strip().splitlines() or ['no output'])[-1])
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        process, total = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True), 0.0
+        while process.poll() is None:
+            total = max(total, tree_memory_mib(process.pid))
+            time.sleep(SAMPLE_SECONDS)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            return dict(error=(err.read().strip().splitlines() or ['no output'])[-1])
+        return dict(json.loads(out.read().strip().splitlines()[-1]), total_mib=total)
+
+
+def tree_memory_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` plus the pages only its descendants hold (what
+    they share with it or each other counted once), in MiB; 0 where ``/proc`` does not
+    tell."""
+    total, pending = 0, [(pid, ('Rss:', ))]
+    while pending:
+        current, fields = pending.pop()
+        try:
+            with open(f'/proc/{current}/smaps_rollup') as rollup:
+                total += sum(int(line.split()[1]) for line in rollup if line.startswith(fields))
+            for task in os.listdir(f'/proc/{current}/task'):
+                with open(f'/proc/{current}/task/{task}/children') as children:
+                    pending += [(int(child), ('Private_Clean:', 'Private_Dirty:'))
+                                for child in children.read().split()]
+        except (OSError, ValueError):  # ended meanwhile, or no such file here
+            continue
+    return total / 1024  # kB
 
 
 def child(tree: str, root: str, workers: int) -> None:
@@ -159,7 +187,8 @@ def main(argv=None) -> int:
                       groups.get(pair[1], pair[1])]
             print(f'  {tree}: {found["seconds"]:.1f} s, peak {found["peak_mib"]:,.0f} MiB '
                   f'(imports {found["imports_mib"]:,.0f} MiB, largest worker '
-                  f'{found["worker_peak_mib"]:,.0f} MiB); planted copies found '
+                  f'{found["worker_peak_mib"]:,.0f} MiB, with its workers\' own pages '
+                  f'{found["total_mib"]:,.0f} MiB); planted copies found '
                   f'{len(planted_set & pairs)}/{len(planted_set)}, pairs between different '
                   f'images {len(strays)}; load average {os.getloadavg()[0]:.1f}', flush=True)
     return 0
