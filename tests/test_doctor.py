@@ -3,6 +3,7 @@ import os
 import os.path as osp
 import shutil
 import sys
+import tracemalloc
 
 import cv2
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bioplugin.datasets.curation import doctor
+from bioplugin.datasets.curation import doctor, near_duplicates
 from bioplugin.datasets.image_io import BadImageError, decode_image, load_image, probe_image
 from bioplugin.datasets.image_io import read_image_bytes
 from bioplugin.errors import DatasetError
@@ -19,6 +20,10 @@ from bioplugin.errors import DatasetError
 from bad_inputs import (BOMB_SIZE, LOADABLE, UNREADABLE, make_bad_image_folder,
                         make_structural_problem_folder)
 from helpers import REPO, make_image_folder, run_tool
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'data'))  # the doctor benchmark's generators
+from benchmark_doctor import texture, write_dataset  # noqa: E402
+from near_duplicate_margin import copies_of  # noqa: E402
 
 TOOL = 'tools/data/check_dataset.py'
 # Issue codes the doctor must give each kind of file that bad_inputs writes.
@@ -126,6 +131,7 @@ def test_cli_reports_errors_writes_csv_and_exits_1(bad, diagnosis, tmp_path):
     assert any(line.startswith('WARNING') and 'train/0/tiny.png' in line for line in lines)
     assert not any(line.startswith('INFO') for line in lines)
     assert any(line.split()[:2] == ['images', 'scanned'] for line in lines)
+    assert result.stderr == ''  # a run this short shows no progress lines
     written = pd.read_csv(out, keep_default_na=False, dtype=str)
     assert list(written.columns) == doctor.COLUMNS
     assert len(written) == len(diagnosis.findings)
@@ -319,7 +325,6 @@ def test_near_duplicates_within_a_split_are_warnings_and_the_check_can_be_off(tm
 
 def test_distinct_specimens_that_look_alike_are_not_near_duplicates():
     """The plankton demo set: many near-identical dark blobs, no copies."""
-    sys.path.insert(0, osp.join(REPO, 'tools', 'data'))
     from plankton_demo import fetch_plankton_demo
     root = osp.join(REPO, 'data', 'plankton')
     fetch_plankton_demo(root)  # no-op once `make test` has fetched it
@@ -335,5 +340,94 @@ def test_margin_tool_puts_copies_above_and_distinct_images_below_the_threshold(t
                                        '--copies', '3')
     assert status == 0, stderr
     highest = float(stdout.split('highest similarity ')[1].split()[0])
-    lowest = [float(line.split()[-1]) for line in stdout.splitlines() if 'lowest' in line]
-    assert len(lowest) == 3 and highest < doctor.THRESHOLD < min(lowest)
+    lowest = [line.split('original ')[1].split(' (thumbnails ') for line in stdout.splitlines()
+              if 'lowest' in line]  # verified, and the thumbnails' similarity in the search
+    assert len(lowest) == 3 and highest < doctor.THRESHOLD < min(float(v) for v, _ in lowest)
+    thumbnails = min(float(value.strip(')')) for _, value in lowest)
+    assert thumbnails > near_duplicates.CANDIDATE  # copies stay candidates on 64 px previews
+
+
+def full_comparison(previews, neighbours: int, threshold: float) -> set:
+    """Candidate pairs from the whole N x N similarity matrix at once (what the block search
+    must reproduce)."""
+    crops = np.stack([near_duplicates.crop_thumbnails(preview) for preview in previews])
+    count = len(previews)
+    similarity = (crops.reshape(-1, crops.shape[2]) @ crops[:, 0].T).reshape(count, -1, count)
+    similarity = similarity.max(1)
+    similarity = np.maximum(similarity, similarity.T)
+    np.fill_diagonal(similarity, -1)
+    return {(min(i, int(j)), max(i, int(j))) for i in range(count)
+            for j in np.argsort(-similarity[i])[:neighbours] if similarity[i, j] >= threshold}
+
+
+def test_candidate_search_in_blocks_finds_the_pairs_of_the_full_comparison(monkeypatch):
+    rng = np.random.default_rng(5)
+    previews = [texture(rng) for _ in range(150)]
+    for k in range(120):  # blends of two images: similarities spread over the whole range
+        share = 0.5 + 0.45 * k / 120
+        blend = share * previews[k].astype(np.float32) + (1 - share) * previews[k + 1]
+        previews.append(blend.astype(np.uint8))
+    previews += [near_duplicates.grey_preview(copy) for image in previews[:10]
+                 for copy in copies_of(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)).values()]
+    previews.append(np.full((40, 48), 128, np.uint8))  # flat: similar to nothing
+    monkeypatch.setattr(near_duplicates, 'ROWS', 32)  # many blocks, and both ways of
+    monkeypatch.setattr(near_duplicates, 'COLUMNS', 128)  # computing a block's similarities
+    monkeypatch.setattr(near_duplicates, 'PENDING', 50)
+    for neighbours, threshold in ((5, 0.8), (2, 0.5), (3, 0.0)):
+        expected = full_comparison(previews, neighbours, threshold)
+        assert len(expected) > 40
+        assert near_duplicates.candidate_pairs(previews, neighbours, threshold) == sorted(
+            expected), (neighbours, threshold)
+
+
+@pytest.mark.slow
+def test_near_duplicate_search_of_20000_images_finds_planted_copies_in_linear_memory():
+    rng = np.random.default_rng(7)
+    previews = [texture(rng) for _ in range(20000)]
+    original_of = {}  # copy index -> original index
+    for original in (0, 4321, 9999, 15000, 19999):
+        image = cv2.cvtColor(previews[original], cv2.COLOR_GRAY2BGR)
+        for copy in copies_of(image).values():  # half size, JPEG quality 60, 5 % cropped
+            original_of[len(previews)] = original
+            previews.append(near_duplicates.grey_preview(copy))
+    tracemalloc.start()  # numpy reports its arrays to tracemalloc
+    try:
+        found = near_duplicates.near_duplicates(previews)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    pairs = {(first, second) for first, second, _ in found}
+    assert {(original, copy) for copy, original in original_of.items()} <= pairs
+    assert all(original_of.get(first, first) == original_of.get(second, second)
+               for first, second in pairs)  # nothing but copies of one image
+    # What the search keeps per image: its float32 thumbnail (1024 values) and its bound
+    # coordinates (DIRECTIONS + 1 values), 4.3 KiB. Everything else is one block at a time,
+    # whatever the number of images: the 19 crop thumbnails of 128 images (2432 x 1024
+    # float32, 9.5 MiB) and two intermediates of that size, a 2432 x 2048 float32 tile of
+    # bounds (19 MiB), or the 2048 thumbnails the directions are fitted on (16 MiB as float64,
+    # an 8 MiB Gram matrix and its eigenvectors): about 30 MiB measured, 64 MiB allowed.
+    # Comparing all pairs at once would take a 20015 x 20015 float32 matrix: 1.5 GiB.
+    per_image = 4 * (near_duplicates.THUMBNAIL ** 2 + near_duplicates.DIRECTIONS + 1)
+    bound = len(previews) * per_image + 64 * 2**20
+    assert peak < bound, f'peak {peak / 2**20:.0f} MiB, bound {bound / 2**20:.0f} MiB'
+
+
+def test_doctor_finds_planted_copies_among_generated_images_and_reports_progress(tmp_path):
+    planted = write_dataset(str(tmp_path), images=1500, planted=4)
+    lines = []
+    findings = doctor.diagnose(str(tmp_path), workers=2,
+                               progress=doctor.Progress(lines.append, seconds=0)).findings
+    near = findings[findings.issue.str.contains('near_duplicate')]
+    pairs = {tuple(sorted((path, message.split(' copy of ')[1].split(' (')[0])))
+             for path, message in zip(near.path, near.message)}
+    assert pairs >= {tuple(sorted(pair)) for pair in planted}
+    original_of = {copy: original for original, copy in planted}
+    assert all(original_of.get(first, first) == original_of.get(second, second)
+               for first, second in pairs)  # nothing but copies of one image
+    leaks = findings[findings.issue == 'cross_split_near_duplicate']
+    assert set(leaks.path) == {path for pair in planted for path in pair}
+    stages = {line.split(':')[0]: line for line in lines}  # the last line of each
+    assert list(stages) == ['checking files', 'near-duplicate search, images',
+                            'verifying near-duplicate candidates']
+    assert stages['checking files'].startswith('checking files: 1,512 / 1,512 (')
+    assert stages['near-duplicate search, images'].split(': ')[1].startswith('1,512 / 1,512 (')

@@ -8,14 +8,15 @@ training reads it. Prints each error and warning (path, issue, message), a summa
 (issue × split) and a verdict; exits 1 when anything would break training, 0 otherwise.
 Byte-identical files and resized / re-encoded / cropped copies (near-duplicates, similarity
 of at least --near-threshold) are errors across splits (a leak) and warnings within one.
+A long run prints a progress line on stderr at most every 30 s.
 """
 import os
 import sys
 
 import bioplugin  # noqa: F401
 from bioplugin.apis.cli import run_tool, tool_parser
-from bioplugin.datasets.curation.doctor import (DEFAULT_MIN_SIZE, diagnose, format_findings,
-                                                summary_table, verdict)
+from bioplugin.datasets.curation.doctor import (DEFAULT_MIN_SIZE, Progress, diagnose,
+                                                format_findings, summary_table, verdict)
 from bioplugin.datasets.curation.near_duplicates import THRESHOLD
 from bioplugin.datasets.image_io import MAX_IMAGE_PIXELS
 from bioplugin.evaluation import write_csv_atomic
@@ -45,7 +46,8 @@ def main(argv=None) -> int:
 
     def body() -> int:
         diagnosis = diagnose(args.data_root, args.workers, args.max_pixels, args.min_size,
-                             args.near_threshold if args.near_threshold > 0 else None)
+                             args.near_threshold if args.near_threshold > 0 else None,
+                             Progress(lambda line: print(line, file=sys.stderr, flush=True)))
         if args.out:
             write_csv_atomic(diagnosis.findings, args.out)
         lines = [] if args.quiet else format_findings(diagnosis.findings)

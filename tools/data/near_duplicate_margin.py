@@ -5,7 +5,9 @@
 Compares every pair of distinct images of the dataset (all splits) with the doctor's
 near-duplicate similarity, and makes half-size, JPEG-quality-60 and 5 %-cropped copies of
 --copies of them: prints the highest similarity of a distinct pair (the doctor's threshold
-must stay above it) and the lowest of each kind of copy (it must stay below them).
+must stay above it) and the lowest of each kind of copy (it must stay below them), with the
+lowest similarity of the copies' thumbnails in the candidate search on the doctor's 64 px
+previews (a copy below the candidate threshold, 0.8, would never be verified).
 """
 import argparse
 import itertools
@@ -17,7 +19,9 @@ import numpy as np
 import bioplugin  # noqa: F401
 from bioplugin.datasets.folder_layout import scan_images
 from bioplugin.datasets.image_io import load_image
-from bioplugin.datasets.curation.near_duplicates import THRESHOLD, grey_preview, similarity
+from bioplugin.datasets.curation.near_duplicates import (CANDIDATE, SEARCH_SIDE, THRESHOLD,
+                                                         grey_preview, similarity,
+                                                         thumbnail_similarity)
 
 
 def copies_of(image: np.ndarray) -> dict:
@@ -50,11 +54,15 @@ def main(argv=None) -> int:
     lowest: dict = {}
     for index in np.linspace(0, len(paths) - 1, min(args.copies, len(paths))).astype(int):
         for kind, copy in copies_of(images[index]).items():
-            value = similarity(previews[index], grey_preview(copy))
-            lowest[kind] = min(lowest.get(kind, 1.0), value)
-    for kind, value in lowest.items():
-        print(f'{kind:22} lowest similarity to its original {value:.3f}')
-    print(f'doctor threshold (--near-threshold): {THRESHOLD}')
+            values = (similarity(previews[index], grey_preview(copy)),
+                      thumbnail_similarity(grey_preview(images[index], SEARCH_SIDE),
+                                           grey_preview(copy, SEARCH_SIDE)))
+            lowest[kind] = np.minimum(lowest.get(kind, 1.0), values)
+    for kind, (value, thumbnail) in lowest.items():
+        print(f'{kind:22} lowest similarity to its original {value:.3f} '
+              f'(thumbnails {thumbnail:.3f})')
+    print(f'doctor threshold (--near-threshold): {THRESHOLD}; candidate threshold on the '
+          f'thumbnails: {CANDIDATE}')
     return 0
 
 

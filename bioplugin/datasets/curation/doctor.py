@@ -10,17 +10,20 @@ the codes. A file is *truncated* when it has a JPEG/PNG signature but no end mar
 when it is complete but cannot be decoded, *not_image* when it has no known image signature.
 Byte-identical files are *duplicates*; resized, re-encoded or slightly cropped copies are
 *near-duplicates* (:mod:`~bioplugin.datasets.curation.near_duplicates`): in two splits an error (a
-leak between train and evaluation), within one a warning.
+leak between train and evaluation), within one a warning. Memory grows linearly with the number
+of images (a 64 px grey preview and a 4 KB thumbnail each); ``progress`` (the tool: stderr)
+gets a line at most every :data:`PROGRESS_SECONDS` during a long run.
 """
 import hashlib
 import os
 import os.path as osp
+import time
 import warnings
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -30,11 +33,13 @@ from ...errors import DatasetError
 from ..folder_layout import class_folders, is_image_file, natural_key, scan_images
 from ..image_io import (MAX_IMAGE_PIXELS, BadImageError, ImageHeader, decode_image,
                        probe_image, read_image_bytes)
-from .near_duplicates import THRESHOLD, grey_preview, near_duplicates
+from .near_duplicates import SEARCH_SIDE, THRESHOLD, candidate_pairs, grey_preview, similarity
 
 SPLITS = ('train', 'val', 'test')
 SEVERITIES = ('error', 'warning', 'info')
 DEFAULT_MIN_SIZE = 32
+PROGRESS_SECONDS = 30.0  # a progress line at most this often; a shorter run prints none
+VERIFY_BATCH = 32  # candidate pairs one process verifies at a time (each file decoded once)
 
 # Issue code → severity, in the order reports list them.
 ISSUES: Dict[str, str] = {
@@ -87,7 +92,8 @@ class ImageTask(NamedTuple):
 
 @dataclass(frozen=True)
 class FileCheck:
-    """What checking one image found: ``issues`` holds ``(code, message)`` pairs."""
+    """What checking one image found: ``issues`` holds ``(code, message)`` pairs; ``preview``
+    is a grey copy (long side :data:`SEARCH_SIDE`) for the near-duplicate candidate search."""
     path: str
     split: str
     label: str
@@ -119,11 +125,30 @@ class Diagnosis:
         return errors.path.nunique()
 
 
+class Progress:
+    """Progress lines for a long doctor run, ``report``-ed at most every ``seconds``:
+    ``checking files: 12,800 / 100,000 (31 s)``. A run shorter than ``seconds`` gets none."""
+
+    def __init__(self, report: Callable[[str], None], seconds: float = PROGRESS_SECONDS):
+        self.report, self.seconds = report, seconds
+        self._started = self._last = time.monotonic()
+
+    def stage(self, what: str) -> Callable[[int, int], None]:
+        """``update(done, total)`` for one stage of the run."""
+        def update(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - self._last >= self.seconds:
+                self._last = now
+                self.report(f'{what}: {done:,} / {total:,} ({now - self._started:.0f} s)')
+        return update
+
+
 # ---------------------------------------------------------------- one file
 
 def check_file(path: str, split: str, label: str = '', max_pixels: int = MAX_IMAGE_PIXELS,
-               min_size: int = DEFAULT_MIN_SIZE) -> FileCheck:
-    """Read, probe and decode one image as training does; report what is wrong or converted."""
+               min_size: int = DEFAULT_MIN_SIZE, preview: bool = True) -> FileCheck:
+    """Read, probe and decode one image as training does; report what is wrong or converted
+    (``preview``: keep a small grey copy for the near-duplicate search)."""
     try:
         data = read_image_bytes(path)
     except BadImageError as error:
@@ -145,7 +170,8 @@ def check_file(path: str, split: str, label: str = '', max_pixels: int = MAX_IMA
         return found(issues=(failure_issue(data, error.reason), ))
     height, width = image.shape[:2]
     issues = conversion_issues(header, data) + size_issues(width, height, min_size)
-    return found(issues=issues, width=width, height=height, preview=grey_preview(image))
+    return found(issues=issues, width=width, height=height,
+                 preview=grey_preview(image, SEARCH_SIDE) if preview else None)
 
 
 def image_signature(data: bytes) -> Optional[str]:
@@ -216,17 +242,32 @@ def _file_size(path: str) -> int:
 # ---------------------------------------------------------------- many files
 
 def check_files(tasks: Sequence[ImageTask], workers: Optional[int] = None,
-                max_pixels: int = MAX_IMAGE_PIXELS,
-                min_size: int = DEFAULT_MIN_SIZE) -> List[FileCheck]:
-    """:func:`check_file` on every task, in ``workers`` processes (in this one for 1)."""
-    check = partial(check_file, max_pixels=max_pixels, min_size=min_size)
-    columns = list(zip(*tasks)) or [(), (), ()]
-    workers = min(workers or os.cpu_count() or 1, len(tasks))
+                max_pixels: int = MAX_IMAGE_PIXELS, min_size: int = DEFAULT_MIN_SIZE,
+                previews: bool = True,
+                progress: Optional[Callable[[int, int], None]] = None) -> List[FileCheck]:
+    """:func:`check_file` on every task, in ``workers`` processes (in this one for 1);
+    ``progress(done, total)`` after each file."""
+    check = partial(check_file, max_pixels=max_pixels, min_size=min_size, preview=previews)
+    checks = []
+    for found in parallel_map(check, list(zip(*tasks)) or [(), (), ()], workers, 64):
+        checks.append(found)
+        if progress is not None:
+            progress(len(checks), len(tasks))
+    return checks
+
+
+def parallel_map(function: Callable, columns: Sequence[Sequence], workers: Optional[int],
+                 chunksize: int) -> Iterator:
+    """``map(function, *columns)`` in ``workers`` processes (in this one for 1), handing each
+    at most ``chunksize`` calls at a time."""
+    count = len(columns[0]) if columns else 0
+    workers = min(workers or os.cpu_count() or 1, count)
     if workers <= 1:
-        return list(map(check, *columns))
-    chunksize = max(1, min(64, len(tasks) // (8 * workers)))
+        yield from map(function, *columns)
+        return
+    chunksize = max(1, min(chunksize, count // (8 * workers)))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(check, *columns, chunksize=chunksize))
+        yield from pool.map(function, *columns, chunksize=chunksize)
 
 
 def duplicate_findings(checks: Sequence[FileCheck], root: str) -> List[dict]:
@@ -249,15 +290,23 @@ def duplicate_findings(checks: Sequence[FileCheck], root: str) -> List[dict]:
 
 
 def near_duplicate_findings(checks: Sequence[FileCheck], root: str,
-                            threshold: float = THRESHOLD) -> List[dict]:
+                            threshold: float = THRESHOLD, workers: Optional[int] = None,
+                            progress: Optional[Progress] = None) -> List[dict]:
     """Pairs of different files that are resized, re-encoded or cropped copies of one image
     (byte-identical ones are :func:`duplicate_findings`): an error across splits, a warning
-    within one. Each file of a pair gets a row naming the other and their similarity."""
+    within one. Each file of a pair gets a row naming the other and their similarity.
+
+    Candidates come from the small previews of ``checks``; each candidate pair is verified on
+    previews decoded again from the files, in ``workers`` processes."""
     usable = [check for check in checks if check.preview is not None and not check.failed]
+    pairs = candidate_pairs([check.preview for check in usable],
+                            progress=progress and progress.stage('near-duplicate search, images'))
+    pairs = [(usable[a], usable[b]) for a, b in pairs if usable[a].digest != usable[b].digest]
+    scores = verify_pairs([(first.path, second.path) for first, second in pairs], workers,
+                          progress and progress.stage('verifying near-duplicate candidates'))
     rows = []
-    for a, b, score in near_duplicates([check.preview for check in usable], threshold):
-        first, second = usable[a], usable[b]
-        if first.digest == second.digest:
+    for (first, second), score in zip(pairs, scores):
+        if score < threshold:
             continue
         code = ('cross_split_near_duplicate' if first.split != second.split
                 else 'near_duplicate')
@@ -267,6 +316,32 @@ def near_duplicate_findings(checks: Sequence[FileCheck], root: str,
                 f'resized, re-encoded or cropped copy of {_relative(other.path, root)} '
                 f'(similarity {score:.3f}, threshold {threshold:g})', hash=check.digest))
     return rows
+
+
+def verify_pairs(pairs: Sequence[Tuple[str, str]], workers: Optional[int] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> List[float]:
+    """:func:`~bioplugin.datasets.curation.near_duplicates.similarity` of each pair of image
+    files (0 where one can no longer be decoded), :data:`VERIFY_BATCH` pairs per task."""
+    batches = [pairs[start:start + VERIFY_BATCH] for start in range(0, len(pairs), VERIFY_BATCH)]
+    scores: List[float] = []
+    for found in parallel_map(verify_batch, [batches], workers, 1):
+        scores += found
+        if progress is not None:
+            progress(len(scores), len(pairs))
+    return scores
+
+
+def verify_batch(pairs: Sequence[Tuple[str, str]]) -> List[float]:
+    """:func:`verify_pairs` for one batch: each file is decoded once."""
+    previews: Dict[str, Optional[np.ndarray]] = {}
+    for path in {path for pair in pairs for path in pair}:
+        try:
+            previews[path] = grey_preview(decode_image(read_image_bytes(path), path))
+        except BadImageError:
+            previews[path] = None
+    return [similarity(previews[first], previews[second])
+            if previews[first] is not None and previews[second] is not None else 0.0
+            for first, second in pairs]
 
 
 # ---------------------------------------------------------------- folder layout
@@ -343,19 +418,20 @@ def _class_mismatches(val: str, train_classes: List[str], val_classes: List[str]
 # ---------------------------------------------------------------- the whole dataset
 
 def diagnose(data_root: str, workers: Optional[int] = None, max_pixels: int = MAX_IMAGE_PIXELS,
-             min_size: int = DEFAULT_MIN_SIZE,
-             near_threshold: Optional[float] = THRESHOLD) -> Diagnosis:
+             min_size: int = DEFAULT_MIN_SIZE, near_threshold: Optional[float] = THRESHOLD,
+             progress: Optional[Progress] = None) -> Diagnosis:
     """Check the folder layout and every image of ``data_root``; ``near_threshold`` is the
     similarity from which two images are near-duplicates (None: no such check)."""
     tasks, rows = scan_layout(data_root)
-    checks = check_files(tasks, workers, max_pixels, min_size)
+    checks = check_files(tasks, workers, max_pixels, min_size, near_threshold is not None,
+                         progress and progress.stage('checking files'))
     rows += [_finding(check.path, check.split, check.label, code, message,
                       width=check.width or None, height=check.height or None, mode=check.mode,
                       hash=check.digest)
              for check in checks for code, message in check.issues]
     rows += duplicate_findings(checks, data_root)
     if near_threshold is not None:
-        rows += near_duplicate_findings(checks, data_root, near_threshold)
+        rows += near_duplicate_findings(checks, data_root, near_threshold, workers, progress)
     return Diagnosis(data_root, findings_frame(rows, data_root), files_frame(checks, data_root))
 
 
