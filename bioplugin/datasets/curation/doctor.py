@@ -30,7 +30,8 @@ import pandas as pd
 from PIL import Image
 
 from ...errors import DatasetError
-from ..folder_layout import class_folders, is_image_file, natural_key, scan_images
+from ..folder_layout import (class_folders, is_image_file, natural_key, scan_images,
+                             visible_subfolders)
 from ..image_io import (MAX_IMAGE_PIXELS, BadImageError, ImageHeader, decode_image,
                        probe_image, read_image_bytes)
 from .near_duplicates import SEARCH_SIDE, THRESHOLD, candidate_pairs, grey_preview, similarity
@@ -390,10 +391,9 @@ def _scan_unlabeled(root: str, split: str) -> Tuple[List[ImageTask], List[dict]]
     folder = osp.join(root, split)
     if not osp.isdir(folder):
         return [], [_finding(folder, split, '', 'missing_test', f'no {split}/ folder to predict')]
-    findings = [_finding(entry.path, split, '', 'ignored_folder',
+    findings = [_finding(osp.join(folder, name), split, '', 'ignored_folder',
                          f'sub-folder of {split}/: prediction reads only {split}/ itself')
-                for entry in os.scandir(folder) if entry.is_dir()
-                and not entry.name.startswith('.')]
+                for name in visible_subfolders(folder)]
     findings += _ignored_files(folder, split, '', recursive=False)
     return [ImageTask(path, split) for path in scan_images(folder)], findings
 
