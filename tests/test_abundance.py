@@ -427,3 +427,23 @@ def test_report_shows_the_rates_and_the_sample(overlapping, tmp_path):
     assert (out / 'abundance.png').is_file() and UNREADABLE_ROW in page
     table = pd.read_csv(out / 'abundance.csv', keep_default_na=False)
     assert table['count'].sum() == 61
+
+
+@pytest.mark.slow
+def test_an_exported_model_estimates_the_same_abundance(overlapping, tmp_path):
+    """The fp32 ONNX export gets the checkpoint's val posteriors beside it, and its
+    abundance table is the checkpoint's (float32)."""
+    folder, _ = sample_folder(overlapping, tmp_path)
+    status, stdout, stderr = tool_main(
+        'deploy/export_onnx.py', overlapping['config'], overlapping['best'], '--out',
+        tmp_path / 'tiny.onnx', '--data-root', overlapping['data'], '--work-dir', tmp_path)
+    assert status == 0, stderr
+    assert osp.isfile(tmp_path / 'tiny.val_posteriors.npz') and 'Val posteriors' in stdout
+    config = load_config(overlapping['config'], data_root=overlapping['data'])
+    exported = BioClassifier(config, str(tmp_path / 'tiny.onnx'))
+    checkpoint = BioClassifier(config, overlapping['best'], precision='fp32')
+    onnx_table = exported.abundance(folder, bootstrap=100)
+    torch_table = checkpoint.abundance(folder, bootstrap=100)
+    assert list(onnx_table['count']) == list(torch_table['count'])
+    np.testing.assert_allclose(onnx_table.proportion.dropna(),
+                               torch_table.proportion.dropna(), atol=1e-4)

@@ -42,8 +42,18 @@ def feature_bank_file(checkpoint: str) -> str:
 
 def val_set_file(checkpoint: str) -> str:
     """Where a checkpoint's labeled val outputs are kept: ``<checkpoint>.val_posteriors.npz``
-    (beside an exported ONNX file: copy the checkpoint's there)."""
+    (beside an exported ONNX file: ``<model>.val_posteriors.npz``)."""
     return osp.splitext(checkpoint)[0] + '.val_posteriors.npz'
+
+
+def copy_val_set(checkpoint: str, model_file: str) -> Optional[str]:
+    """Copy the val outputs kept beside ``checkpoint`` to sit beside ``model_file`` (an
+    exported file whose logits are the checkpoint's); None when the checkpoint has none."""
+    source = val_set_file(checkpoint)
+    if not osp.isfile(source):
+        return None
+    with open(source, 'rb') as file:
+        return atomic_write(val_set_file(model_file), file.read())
 
 
 def save_calibration(checkpoint: str, calibration: dict) -> str:
@@ -82,8 +92,8 @@ def read_val_set(checkpoint: str, num_classes: int) -> dict:
         raise CheckpointError(
             f'{checkpoint!r} has no val posteriors ({osp.basename(path)}), which estimating '
             f'abundances and adapting to a sample\'s class mix need; run '
-            f'tools/analysis/calibrate.py on the work dir to write them (beside an ONNX file, '
-            f'copy the checkpoint\'s file there).')
+            f'tools/analysis/calibrate.py on the work dir to write them (an fp32 ONNX file '
+            f'exported afterwards gets a copy).')
     try:
         with np.load(path) as stored:
             logits, labels = np.asarray(stored['logits'], np.float64), stored['labels']
