@@ -223,7 +223,7 @@ def test_thresholds_reach_the_target_precision_on_val():
     logits, labels = overconfident(n=600, classes=3, seed=3)
     scores = calibrated_scores(logits, 2.0)
     review = choose_thresholds(scores, labels, ['a', 'b', 'c'], target=0.9,
-                               min_class_images=150)
+                               min_class_images=150, confidence=None)  # point estimates
     top, predicted = scores.max(1), scores.argmax(1)
     correct = predicted == labels
     for index, name in enumerate('abc'):

@@ -152,6 +152,11 @@ def test_a_fresh_start_never_trains_over_an_earlier_run(data, tmp_path):
     kept = file_hashes(work_dir / archive)
     assert {name: digest for name, digest in before.items() if name in kept} == kept
     assert {'epoch_1.pth', 'last_checkpoint'} <= set(kept)
+    # the best checkpoint's calibration, features and val posteriors go with it
+    sidecars = {name for name in before
+                if name.endswith(('.calibration.json', '.features.npz', '.val_posteriors.npz'))}
+    assert any(name.endswith('.val_posteriors.npz') for name in sidecars)
+    assert sidecars <= set(kept)
 
 
 @pytest.mark.slow

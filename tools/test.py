@@ -65,6 +65,13 @@ def parse_args(argv=None):
     parser.add_argument('--unknown-label', metavar='NAME',
                         help='write NAME as pred_label of the images flagged unknown (not '
                         'one of the classes; threshold from tools/analysis/calibrate.py)')
+    parser.add_argument('--adapt-priors', action='store_true',
+                        help="each image's scores under the class mix its sample is estimated "
+                        'to hold (EM; the priors go to <csv>.priors.json); needs the val '
+                        'posteriors of tools/analysis/calibrate.py')
+    parser.add_argument('--group-file', metavar='CSV',
+                        help='with --adapt-priors: image,group rows; each group is a sample '
+                        'with its own class mix (default: the whole split is one)')
     parser.add_argument('--raw-scores', action='store_true',
                         help="the model's own scores, without the calibration temperature of "
                         'tools/analysis/calibrate.py')
@@ -91,6 +98,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
+        if args.group_file and not args.adapt_priors:
+            print('error: --group-file goes with --adapt-priors.', file=sys.stderr)
+            return 2
         cfg = build_test_config(
             load_config(args.config, args.cfg_options, args.work_dir, args.data_root),
             args.checkpoint, split=args.split, csv=args.csv, tta=args.tta, topk=args.topk,
@@ -99,7 +109,8 @@ def main(argv=None) -> int:
             batch_size=args.batch_size, num_workers=args.num_workers, launcher=args.launcher,
             backend=args.backend, raw_scores=args.raw_scores, review_csv=args.review_csv,
             taxonomy=args.taxonomy, confident_threshold=args.confident_threshold,
-            unknown_label=args.unknown_label, raw_names=args.raw_names)
+            unknown_label=args.unknown_label, raw_names=args.raw_names,
+            adapt_priors=args.adapt_priors, group_file=args.group_file)
         runner, metrics = run_test(cfg, trust_checkpoint=args.trust_checkpoint)
         if not is_main_process():
             return 0
@@ -131,6 +142,11 @@ def main(argv=None) -> int:
             print(f'warning: no unknown threshold for {model_file(cfg)} (run '
                   'tools/analysis/calibrate.py on a val split of 20 images or more); '
                   '--unknown-label was not used', file=sys.stderr)
+        if 'priors' in frame.attrs:
+            print(f"Scores adapted to the class mix of {len(frame.attrs['priors']['groups'])} "
+                  f'sample(s); estimated priors: {writer.priors_file()}')
+        for warning in writer.warnings:
+            print(f'warning: {warning}', file=sys.stderr)
         for note in writer.post_processor.notes():
             print(f'warning: {note}', file=sys.stderr)
         report_unreadable(frame)

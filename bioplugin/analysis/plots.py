@@ -217,3 +217,53 @@ def plot_risk_coverage(curve: pd.DataFrame, operating_point=None, target_precisi
     ax.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def plot_abundance(table: pd.DataFrame, level: float = 0.95,
+                   max_classes: Optional[int] = MAX_NAMED_CLASSES):
+    """One stacked bar per group (per group and method when the table has a ``method``
+    column) of the class proportions of an abundance table
+    (:func:`~bioplugin.evaluation.abundance.abundance_table`), each segment with its
+    interval as an error bar at its top (spread across the bar, one place per class, so
+    that the bars of neighbouring segments do not hide each other). Beyond ``max_classes`` classes (None: no limit) the
+    most abundant are named and the rest drawn as one grey segment."""
+    classes_only = table[table['proportion'].notna()]
+    keys = [key for key in ('group', 'method') if key in table]
+    bars = (list(classes_only.groupby(keys, sort=False)) if keys else [((), classes_only)])
+    names = list(dict.fromkeys(classes_only['class']))
+    mean = classes_only.groupby('class', sort=False)['proportion'].mean()
+    named = names if max_classes is None or len(names) <= max_classes else list(
+        mean.sort_values(ascending=False, kind='stable').index[:max_classes])
+    colours = matplotlib.colormaps['tab20'](np.arange(len(named)) % 20)
+    figure = Figure(figsize=(float(np.clip(2 + 0.8 * len(bars), 5, 24)),
+                             float(np.clip(3 + 0.18 * len(named), 4.5, 14))))
+    axis = figure.subplots()
+    for x, (key, rows) in enumerate(bars):
+        rows = rows.set_index('class')
+        base = 0.0
+        for place, (colour, name) in enumerate(zip(colours, named)):
+            share = float(rows.loc[name, 'proportion'])
+            axis.bar(x, share, bottom=base, color=colour, width=0.6,
+                     label=name if x == 0 else None)
+            top = base + share
+            axis.errorbar(x - 0.25 + 0.5 * (place + 0.5) / len(named), top, yerr=[[share - rows.loc[name, 'ci_low']],
+                                        [rows.loc[name, 'ci_high'] - share]],
+                          color='black', capsize=3, linewidth=0.8)
+            base = top
+        rest = float(rows.drop(index=named)['proportion'].sum())
+        if rest > 0:
+            axis.bar(x, rest, bottom=base, color='lightgrey', width=0.6,
+                     label=f'{len(names) - len(named)} other classes' if x == 0 else None)
+    labels = [' · '.join(map(str, key if isinstance(key, tuple) else (key, )))
+              for key, _ in bars]
+    axis.set_xticks(np.arange(len(bars)), labels, rotation=30 if len(bars) > 4 else 0,
+                    ha='right' if len(bars) > 4 else 'center', **VERBATIM)
+    axis.set_ylim(0, 1.05)
+    axis.set_ylabel('proportion of the counted images')
+    axis.set_title(f'Class proportions with {level:.0%} intervals (unknown and unreadable '
+                   'images left out)', fontsize=10)
+    legend = axis.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
+    for text in legend.get_texts():
+        text.set(**VERBATIM)
+    figure.tight_layout()
+    return figure

@@ -1,6 +1,7 @@
 """A one-page HTML report of a training run: metrics, curves, confusions, Grad-CAM, model size,
-score calibration, the review queue's risk and coverage, the unknown flag, an error gallery
-and, with a taxonomy, accuracy and confusions at higher ranks.
+score calibration, the review queue's risk and coverage, the unknown flag, an error gallery,
+the val misclassification rates that abundance estimates are adjusted with (and, given a
+sample, its abundance table) and, with a taxonomy, accuracy and confusions at higher ranks.
 
     python tools/analysis/report.py work_dirs/demo_plankton     # → work_dirs/demo_plankton/report/
 """
@@ -12,9 +13,14 @@ import os.path as osp
 import time
 from typing import Optional
 
+import numpy as np
+
 from ..apis import BioClassifier, evaluate, load_config, work_dir_config
-from ..errors import ConfigError, DatasetError
+from ..apis.calibrate import review_summary
+from ..errors import BioPluginError, ConfigError, DatasetError
 from ..evaluation import DISPLAY_NAMES, write_csv_atomic
+from ..evaluation.abundance import val_reference
+from ..evaluation.quantification import DEFAULT_METHOD, class_rates
 from ..evaluation.taxonomy import read_taxonomy
 from ..fileio import atomic_write
 from .confusion import confused_pairs, confusion_frame, confusion_matrix, per_class_table
@@ -22,9 +28,9 @@ from .curves import load_training_curves
 from .error_gallery import error_gallery, risk_coverage
 from .gradcam import explain_predictions
 from .model_stats import model_stats
-from .plots import (MAX_NAMED_CLASSES, plot_confused_pairs, plot_confusion_matrix,
-                    plot_per_class, plot_reliability, plot_risk_coverage, plot_training_curves,
-                    save_figure)
+from .plots import (MAX_NAMED_CLASSES, plot_abundance, plot_confused_pairs,
+                    plot_confusion_matrix, plot_per_class, plot_reliability, plot_risk_coverage,
+                    plot_training_curves, save_figure)
 
 
 def crop_size(cfg) -> int:
@@ -120,19 +126,53 @@ def risk_coverage_outputs(predictions, calibration: Optional[dict], out_dir: str
         risk_coverage_csv=write_csv_atomic(curve, osp.join(out_dir, 'risk_coverage.csv')))
 
 
+def quantification_outputs(classifier, out_dir: str, images: Optional[str] = None,
+                           raw_names: bool = False) -> dict:
+    """The val misclassification rates the default abundance method (``pacc``) adjusts
+    with, as a figure (rows: true class, the mean calibrated score of each class; the
+    report's cut at ``MAX_NAMED_CLASSES``) and CSV and, with a folder of sample ``images``,
+    its abundance table (CSV, figure). ``files``, ``notes``, ``abundance`` (the table) and
+    ``message`` (why a part is missing)."""
+    try:
+        val = val_reference(classifier.facts.val_set(), classifier.post_processor().scores)
+    except BioPluginError as error:
+        return dict(files={}, notes={}, abundance=None, message=str(error))
+    classes = list(classifier.classes)
+    rates = class_rates(np.ones((1, len(val['labels']))), val['posteriors'], val['labels'],
+                        len(classes))[0].T  # rows: true class
+    files = dict(
+        rates_png=save_figure(plot_confusion_matrix(
+            np.nan_to_num(rates), classes, title='Val misclassification rates'),
+            osp.join(out_dir, 'misclassification_rates.png')),
+        rates_csv=write_csv_atomic(confusion_frame(rates, classes),
+                                   osp.join(out_dir, 'misclassification_rates.csv'),
+                                   raw_names=raw_names))
+    note = left_out(len(classes), 'most confused', 'misclassification_rates.csv')
+    table = None
+    if images:
+        table = classifier.abundance(images)
+        files['abundance_png'] = save_figure(plot_abundance(table),
+                                             osp.join(out_dir, 'abundance.png'))
+        files['abundance_csv'] = write_csv_atomic(table, osp.join(out_dir, 'abundance.csv'),
+                                                  raw_names=raw_names)
+    return dict(files=files, notes=dict(rates_png=note) if note else {}, abundance=table,
+                message='', images=len(val['labels']))
+
+
 def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Optional[str] = None,
                  out_dir: Optional[str] = None, device: Optional[str] = None,
                  gradcam_images: int = 8, top_pairs: int = 10, batch_size: int = 32,
                  num_workers: int = 0, trust_checkpoint: bool = False,
                  gallery_images: int = 16, taxonomy: Optional[str] = None,
                  rank: Optional[str] = None, data_root: Optional[str] = None,
-                 raw_names: bool = False) -> str:
+                 raw_names: bool = False, abundance_images: Optional[str] = None) -> str:
     """Evaluate the best checkpoint of ``work_dir`` on val and write ``report.html`` with
     every figure and table next to it (default ``<work_dir>/report/``). Returns its path.
     ``trust_checkpoint`` allows a checkpoint that holds pickled objects besides weights.
     ``taxonomy`` (a CSV, see ``tools/test.py --taxonomy``) adds the top-1 accuracy of every
     rank and the confusion matrix at ``rank`` (default: the rank above the classes).
-    ``raw_names`` writes the CSVs without the formula guard on names."""
+    ``raw_names`` writes the CSVs without the formula guard on names. ``abundance_images``
+    (a folder) adds that sample's abundance table and figure."""
     if not osp.isdir(work_dir):
         raise DatasetError(f'Work dir {work_dir!r} does not exist.')
     out_dir = out_dir or osp.join(work_dir, 'report')
@@ -175,8 +215,11 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
                              calibration['reliability_after'], calibration['before'],
                              calibration['after']), osp.join(out_dir, 'reliability.png'))
     files.update(risk_coverage_outputs(predictions, calibration, out_dir))
+    quantification = quantification_outputs(classifier, out_dir, abundance_images, raw_names)
+    files.update(quantification['files'])
+    notes.update(quantification['notes'])
     page = _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
-                 calibration, ranks, notes)
+                 calibration, ranks, notes, quantification)
     return atomic_write(osp.join(out_dir, 'report.html'), page)
 
 
@@ -203,13 +246,10 @@ def _calibration_html(calibration: Optional[dict], figure) -> str:
              figure('reliability_png', 'Accuracy against confidence per bin; below the '
                     'diagonal is overconfidence')]
     if review:
-        per_class = sum(entry['source'] == 'class' for entry in review['classes'].values())
-        right = (f", {review['precision']:.1%} of them right" if review['precision'] is not None
-                 else '')
-        lines.append(f"<p>Review thresholds for {review['target_precision']:.0%} precision "
-                     f"({per_class} per class, the others global): {review['coverage']:.0%} "
-                     f"of val images auto-accepted{right}; the rest go to the review "
-                     'queue.</p>')
+        summary = review_summary(review)
+        lines.append(f'<p>{html.escape(summary[0].upper() + summary[1:])}; the rest go to the '
+                     'review queue. The guaranteed figures are one-sided Clopper–Pearson lower '
+                     'bounds on the accepted val images.</p>')
     lines.append(figure('risk_coverage_png', 'Share of accepted predictions that are wrong, '
                         'accepting the highest scores first; the dot is the review '
                         'thresholds, the dashed line the target'))
@@ -243,8 +283,32 @@ def _taxonomy_html(ranks: Optional[dict], figure) -> str:
         'predicted (probabilities summed up the tree), row-normalised')])
 
 
+def _abundance_html(quantification: Optional[dict], figure) -> str:
+    """The report's section on counting: the val misclassification rates and, given a
+    sample, its abundance table."""
+    if not quantification or quantification['message']:
+        reason = html.escape(quantification['message']) if quantification else ''
+        return f'<p>No val posteriors for abundance estimates: {reason}</p>'
+    lines = [figure('rates_png', f"Val misclassification rates that {DEFAULT_METHOD} "
+                    'adjusts abundances with: rows true class, the mean calibrated score each '
+                    f"class gets ({quantification['images']} known val images)")]
+    table = quantification['abundance']
+    if table is None:
+        lines.append('<p>No sample given (<code>tools/analysis/report.py WORK_DIR '
+                     '--abundance-images DIR</code>).</p>')
+        return '\n'.join(lines)
+    rows = [(row['class'], row['count'],
+             '' if row['proportion'] != row['proportion'] else
+             f"{row['proportion']:.1%} [{row['ci_low']:.1%}, {row['ci_high']:.1%}]")
+            for _, row in table.iterrows()]
+    lines += [_table(rows, ('class', 'count', 'proportion [95 % interval]')),
+              figure('abundance_png', 'Class proportions of the sample with 95 % intervals')]
+    lines += [f'<p>Warning: {html.escape(warning)}</p>' for warning in table.attrs['warnings']]
+    return '\n'.join(lines)
+
+
 def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out_dir,
-          calibration=None, ranks=None, notes=None) -> str:
+          calibration=None, ranks=None, notes=None, quantification=None) -> str:
     def link(key):
         return html.escape(osp.relpath(files[key], out_dir))
 
@@ -293,6 +357,8 @@ written {time.strftime('%Y-%m-%d %H:%M')}.</p>
 {_calibration_html(calibration, figure)}
 <h2>Not one of my classes</h2>
 {_open_set_html(calibration, evaluation['predictions'])}
+<h2>How many of each?</h2>
+{_abundance_html(quantification, figure)}
 <h2>Higher ranks</h2>
 {_taxonomy_html(ranks, figure)}
 <h2>Model</h2>

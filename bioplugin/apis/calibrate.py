@@ -13,10 +13,12 @@ import numpy as np
 from mmengine.config import Config
 
 from ..engine.checkpoint_io import resolve_checkpoint
-from ..evaluation.model_facts import save_calibration, save_feature_bank
-from ..evaluation.review import TARGET_PRECISION, choose_thresholds
+from ..evaluation.model_facts import (read_feature_bank, save_calibration, save_feature_bank,
+                                      save_val_set)
+from ..evaluation.review import CONFIDENCE, TARGET_PRECISION, choose_thresholds
 from ..evaluation.temperature_scaling import calibrate, calibrated_scores
-from ..evaluation.unknown_score import KNOWN_RATE, NEIGHBOURS, fit_unknown_score
+from ..evaluation.unknown_score import (KNOWN_RATE, NEIGHBOURS, UnknownDetector,
+                                        fit_unknown_score)
 from .config import load_config, work_dir_config
 from .evaluate import CheckpointEvaluator
 
@@ -25,12 +27,15 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
                          folds: int = 2, target_precision: float = TARGET_PRECISION,
                          trust_checkpoint: bool = False, open_set: bool = True,
                          known_rate: float = KNOWN_RATE, neighbours: int = NEIGHBOURS,
-                         precision: Optional[str] = None) -> dict:
+                         precision: Optional[str] = None,
+                         confidence: Optional[float] = CONFIDENCE) -> dict:
     """Evaluate ``checkpoint`` (a file or a work dir) on val with its raw logits, fit the
     temperature, store it as ``<checkpoint>.calibration.json`` (read by ``tools/test.py``,
-    ``BioClassifier`` and the ONNX export) with the review thresholds at
-    ``target_precision`` chosen on the calibrated val scores, and draw the reliability
-    diagram. With ``open_set`` it also computes the training images' features once
+    ``BioClassifier`` and the ONNX export) with the review thresholds chosen on the
+    calibrated val scores for ``target_precision`` to hold with ``confidence``
+    (:mod:`~bioplugin.evaluation.review`), keep the val logits and labels
+    (``<checkpoint>.val_posteriors.npz``, for :mod:`~bioplugin.evaluation.quantification`)
+    and draw the reliability diagram. With ``open_set`` it also computes the training images' features once
     (``<checkpoint>.features.npz``) and the unknown threshold that passes ``known_rate`` of
     the val images (:mod:`~bioplugin.evaluation.unknown_score`). ``precision`` overrides the
     config's for these evaluations. Returns the calibration record with ``file`` and
@@ -49,12 +54,16 @@ def calibrate_checkpoint(config, checkpoint: str, out_dir: Optional[str] = None,
                        folds=folds)
     calibrated = calibrated_scores(logits[readable], record['temperature'])
     record['review'] = choose_thresholds(calibrated, labels[readable], evaluation['classes'],
-                                         target_precision)
+                                         target_precision, confidence=confidence)
     record['warnings'] += record['review']['warnings']
+    known = None
     if open_set:
         record['open_set'] = fit_unknown_threshold(evaluations, evaluation, readable,
                                                    known_rate, neighbours)
         record['warnings'] += record['open_set']['warnings']
+        known = val_known(record['open_set'], checkpoint, evaluation, readable)
+    record['val_posteriors'] = osp.basename(save_val_set(
+        checkpoint, logits[readable], labels[readable], known))
     record['file'] = save_calibration(checkpoint, record)
     if record['images']:
         # here, not at the top: bioplugin.analysis imports this package
@@ -84,6 +93,16 @@ def fit_unknown_threshold(evaluations: CheckpointEvaluator, val: dict, readable:
     return record
 
 
+def val_known(open_set: dict, checkpoint: str, val: dict, readable: np.ndarray):
+    """Which readable val images pass as known under the fitted unknown threshold (None
+    without one): quantification counts the classes among such images only."""
+    if open_set.get('threshold') is None:
+        return None
+    detector = UnknownDetector(open_set, read_feature_bank(checkpoint))
+    scores = detector(val['logits'][readable].astype(np.float32), val['features'][readable])
+    return scores <= detector.threshold
+
+
 def calibrate_work_dir(work_dir: str, config: Optional[str] = None,
                        checkpoint: Optional[str] = None, data_root: Optional[str] = None,
                        **options) -> dict:
@@ -91,6 +110,28 @@ def calibrate_work_dir(work_dir: str, config: Optional[str] = None,
     saved there (``config`` / ``checkpoint`` to choose others, ``data_root`` for the data)."""
     cfg = load_config(config or work_dir_config(work_dir), data_root=data_root)
     return calibrate_checkpoint(cfg, checkpoint or work_dir, **options)
+
+
+def review_summary(review: dict) -> str:
+    """One sentence on the review thresholds: how they were chosen, the share of val they
+    accept and its precision, point estimates beside what holds at the stated confidence."""
+    per_class = sum(entry['source'] == 'class' for entry in review['classes'].values())
+    confidence = review.get('confidence')
+    held = (f" at {confidence:.0%} confidence" if confidence is not None
+            else ' on val (point estimates)')
+    line = (f"review thresholds for {review['target_precision']:.0%} precision{held}: "
+            f"{per_class} per class, {len(review['classes']) - per_class} global "
+            f"({review['global_threshold']:.3f}); {review['coverage']:.0%} of val images "
+            'auto-accepted')
+    if review.get('coverage_low') is not None:
+        line += f" (at least {review['coverage_low']:.0%})"
+    if review['precision'] is not None:
+        line += f", {review['precision']:.1%} of them right"
+        if review.get('guaranteed_precision') is not None:
+            line += f" (guaranteed {review['guaranteed_precision']:.1%})"
+    elif review.get('best_guarantee') is not None:
+        line += f"; the best precision val can guarantee is {review['best_guarantee']:.1%}"
+    return line
 
 
 def format_calibration(record: dict) -> str:
@@ -108,13 +149,7 @@ def format_calibration(record: dict) -> str:
                          f"fold(s); val top-1 {record['before']['accuracy']:.1%} either way")
     review = record.get('review')
     if review:
-        per_class = sum(entry['source'] == 'class' for entry in review['classes'].values())
-        lines.append(
-            f"review thresholds for {review['target_precision']:.0%} precision: "
-            f"{per_class} per class, {len(review['classes']) - per_class} global "
-            f"({review['global_threshold']:.3f}); {review['coverage']:.0%} of val "
-            'auto-accepted' + (f", {review['precision']:.1%} of them right"
-                               if review['precision'] is not None else ''))
+        lines.append(review_summary(review))
     open_set = record.get('open_set') or {}
     if open_set.get('threshold') is not None:
         lines.append(

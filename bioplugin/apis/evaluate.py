@@ -39,7 +39,8 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
                       backend: str = 'onnxruntime', raw_scores: bool = False,
                       review_csv: Optional[str] = None, taxonomy: Optional[str] = None,
                       confident_threshold: float = 0.9, unknown: bool = True,
-                      unknown_label: Optional[str] = None, raw_names: bool = False) -> Config:
+                      unknown_label: Optional[str] = None, raw_names: bool = False,
+                      adapt_priors: bool = False, group_file: Optional[str] = None) -> Config:
     """The config whose ``runner.test()`` evaluates ``checkpoint`` on ``split`` (default
     ``val``), or with ``csv`` writes the predictions of ``split`` (default ``test``) there.
 
@@ -52,6 +53,9 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
     open-set threshold (``tools/analysis/calibrate.py``) ``unknown`` adds the ``unknown`` /
     ``unknown_score`` columns; ``unknown_label`` is then written as their ``pred_label``.
     ``raw_names`` writes names that a spreadsheet would run as formulas without their guard.
+    ``adapt_priors`` re-weights each image's scores to the class mix its sample holds (the
+    split, or each group of ``group_file``), estimated by EM; the priors go into
+    ``<csv>.priors.json``.
 
     Evaluation writes ``metrics_<split>[_tta].json`` and ``predictions_<split>[_tta].csv``
     into ``out_dir`` (default: the work dir). The split's images go through the test pipeline (``tta``: the TTA
@@ -81,6 +85,7 @@ def build_test_config(cfg: Config, checkpoint: str, split: Optional[str] = None,
         taxonomy=osp.abspath(taxonomy) if taxonomy else None,
         confident_threshold=confident_threshold,
         unknown='auto' if unknown else None, unknown_label=unknown_label, raw_names=raw_names,
+        adapt_priors=adapt_priors, group_file=osp.abspath(group_file) if group_file else None,
         out_file=osp.abspath(csv) if csv else in_out_dir(f'predictions_{split}{suffix}.csv'),
         metrics_file=None if csv else in_out_dir(f'metrics_{split}{suffix}.json'))
     if precision is not None:

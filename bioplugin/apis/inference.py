@@ -20,7 +20,9 @@ from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..engine.precision import autocast, device_type, prepare_for_inference, resolve_precision
 from ..errors import ConfigError, DatasetError
+from ..evaluation.abundance import abundance_table, read_group_file, val_reference
 from ..evaluation.model_facts import ModelFacts
+from ..evaluation.quantification import DEFAULT_METHOD, LEVEL
 from ..evaluation.post_processor import PostProcessor, sample_outputs, stack_outputs
 from ..evaluation.prediction_table import image_names
 from ..evaluation.taxonomy import CONFIDENT
@@ -164,7 +166,8 @@ class BioClassifier:
                 batch_size: Optional[int] = None, num_workers: int = 0, progress: bool = False,
                 class_names: Optional[dict] = None, taxonomy: Optional[str] = None,
                 confident_threshold: float = CONFIDENT,
-                unknown_label: Optional[str] = None) -> pd.DataFrame:
+                unknown_label: Optional[str] = None, adapt_priors: bool = False,
+                groups: Union[str, Sequence[str], None] = None) -> pd.DataFrame:
         """Predict a folder, an image path, an array, or a list of paths / arrays.
 
         Returns one row per image (input order; folders in natural file order), the table of
@@ -175,11 +178,53 @@ class BioClassifier:
         ``taxonomy`` (a CSV) adds the rolled-up ranks and ``confident_rank`` (see
         ``tools/test.py --taxonomy``); with an open-set threshold ``unknown`` /
         ``unknown_score`` columns follow, ``unknown_label`` as the ``pred_label`` of unknown
-        images; with calibration thresholds a ``decision`` column.
+        images; with calibration thresholds a ``decision`` column. ``adapt_priors=True``
+        gives each image's scores under the class mix its sample is estimated to hold (EM;
+        ``groups``: a group per image, or an ``image,group`` CSV; default: all images are one
+        sample), the estimated priors in ``table.attrs['priors']``.
         """
         post_processor = self.post_processor(
             topk=topk, class_names=class_names, taxonomy=taxonomy,
-            confident_threshold=confident_threshold, unknown_label=unknown_label)
+            confident_threshold=confident_threshold, unknown_label=unknown_label,
+            adapt_priors=adapt_priors)
+        images, names = self._images(inputs)
+        groups, _ = self._groups(groups, images)
+        outputs, errors = self.outputs(images, batch_size, num_workers, progress)
+        return post_processor.table(names, outputs['logits'], outputs['features'],
+                                    outputs['unknown_scores'], errors, groups)
+
+    def abundance(self, inputs: Union[ImageInput, Sequence[ImageInput]],
+                  groups: Union[str, Sequence[str], None] = None,
+                  method: str = DEFAULT_METHOD, bootstrap: int = 1000, seed: int = 0,
+                  level: float = LEVEL, batch_size: Optional[int] = None,
+                  num_workers: int = 0, progress: bool = False) -> pd.DataFrame:
+        """How many of each class ``inputs`` (a folder, paths or arrays) hold: one row per
+        class with ``count``, ``proportion`` and its ``level`` interval (``bootstrap``
+        rounds over these and the val images, ``seed``), then the images flagged unknown
+        and the unreadable ones, counted apart (see
+        :mod:`~bioplugin.evaluation.abundance`). ``groups`` (a group per image, or an
+        ``image,group`` CSV) estimates each group apart; ``method`` is one of ``cc``,
+        ``pcc``, ``acc``, ``pacc``, ``em`` or ``all``. Warnings are in
+        ``table.attrs['warnings']``. The images' scores are those of :meth:`predict`."""
+        post_processor = self._post_processor
+        val = val_reference(self.facts.val_set(), post_processor.scores)
+        images, _ = self._images(inputs)
+        groups, warnings = self._groups(groups, images)
+        outputs, errors = self.outputs(images, batch_size, num_workers, progress)
+        logits = outputs['logits']
+        unknown = post_processor.unknown_scores(logits, outputs['features'],
+                                                outputs['unknown_scores'])
+        flagged = (None if unknown is None else
+                   np.nan_to_num(unknown, nan=-np.inf) > post_processor.unknown_threshold)
+        table = abundance_table(post_processor.scores(logits), flagged, val, self.classes,
+                                groups, method, bootstrap, seed, level)
+        table.attrs['warnings'] = warnings + table.attrs['warnings']
+        return table
+
+    @staticmethod
+    def _images(inputs) -> tuple:
+        """The images of ``inputs`` (a folder, a path, an array or a list of them) and
+        their names."""
         if isinstance(inputs, str):
             images = list_images(inputs) if osp.isdir(inputs) else [inputs]
         elif isinstance(inputs, np.ndarray) and inputs.ndim in (2, 3):
@@ -191,6 +236,18 @@ class BioClassifier:
                 raise DatasetError(f'Image {image!r} does not exist.')
         names = image_names([image if isinstance(image, str) else f'array_{i}'
                              for i, image in enumerate(images)])
-        outputs, errors = self.outputs(images, batch_size, num_workers, progress)
-        return post_processor.table(names, outputs['logits'], outputs['features'],
-                                    outputs['unknown_scores'], errors)
+        return images, names
+
+    @staticmethod
+    def _groups(groups, images) -> tuple:
+        """A group per image from a group file or a sequence; ``(groups, warnings)``."""
+        if groups is None:
+            return None, []
+        if isinstance(groups, str):
+            paths = [image if isinstance(image, str) else f'array_{i}'
+                     for i, image in enumerate(images)]
+            return read_group_file(groups, paths)
+        groups = [str(group) for group in groups]
+        if len(groups) != len(images):
+            raise DatasetError(f'{len(groups)} groups for {len(images)} images.')
+        return groups, []

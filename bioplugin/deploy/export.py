@@ -23,7 +23,7 @@ from ..datasets.loader_options import SPLITS
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
 from ..errors import CheckpointError, DatasetError
-from ..evaluation.model_facts import ModelFacts
+from ..evaluation.model_facts import ModelFacts, copy_val_set
 from ..fileio import output_errors
 from ..models import load_trained_model
 from .metadata import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, UNKNOWN_OUTPUT, build_metadata,
@@ -233,12 +233,15 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
                 open_set=detector.record if detector else None)
             _write_metadata(partial, metadata)
             os.replace(partial, out_file)
+            report['val_posteriors'] = copy_val_set(checkpoint, out_file)
     finally:
         if osp.exists(partial):  # an export that failed half-way leaves nothing behind
             os.remove(partial)
     log(f'Exported {out_file} (fp32, {osp.getsize(out_file) / 2**20:.1f} MiB, input '
         f'{INPUT_NAME}: RGB uint8 N x 3 x {height} x {width}) in '
         f'{time.perf_counter() - start:.0f} s')
+    if report['val_posteriors']:
+        log(f"Val posteriors for abundance estimates: {report['val_posteriors']}")
 
     fp32 = open_runtime(out_file)
     check = compare(lambda batch: pytorch_logits(model, batch),

@@ -33,7 +33,8 @@ LOCK = 'training.lock'
 RUN_RECORD = 'run.json'
 # what a training run writes into its work dir (and a fresh start would overwrite)
 RUN_FILES = re.compile(r'(epoch_\d+|iter_\d+|recovery|best_.+)\.pth'
-                       r'|.+\.(calibration\.json|features\.npz)|last_checkpoint|bad_images\.txt')
+                       r'|.+\.(calibration\.json|features\.npz|val_posteriors\.npz)'
+                       r'|last_checkpoint|bad_images\.txt')
 
 
 def inside(path: str, work_dir: str) -> bool:

@@ -6,6 +6,8 @@ A checkpoint records its class names; ``tools/analysis/calibrate.py`` (and the e
     best_accuracy_top1_epoch_12.calibration.json   temperature, review thresholds, the unknown
                                                    score's statistics and threshold (open_set)
     best_accuracy_top1_epoch_12.features.npz       the training images' head features
+    best_accuracy_top1_epoch_12.val_posteriors.npz the val images' logits (float32), labels
+                                                   and unknown flags, for quantification
 
 An exported ONNX file carries the same facts in its metadata. :class:`ModelFacts` holds them;
 this module is the one place that reads and writes those files, and every reader validates
@@ -38,6 +40,22 @@ def feature_bank_file(checkpoint: str) -> str:
     return osp.splitext(checkpoint)[0] + '.features.npz'
 
 
+def val_set_file(checkpoint: str) -> str:
+    """Where a checkpoint's labeled val outputs are kept: ``<checkpoint>.val_posteriors.npz``
+    (beside an exported ONNX file: ``<model>.val_posteriors.npz``)."""
+    return osp.splitext(checkpoint)[0] + '.val_posteriors.npz'
+
+
+def copy_val_set(checkpoint: str, model_file: str) -> Optional[str]:
+    """Copy the val outputs kept beside ``checkpoint`` to sit beside ``model_file`` (an
+    exported file whose logits are the checkpoint's); None when the checkpoint has none."""
+    source = val_set_file(checkpoint)
+    if not osp.isfile(source):
+        return None
+    with open(source, 'rb') as file:
+        return atomic_write(val_set_file(model_file), file.read())
+
+
 def save_calibration(checkpoint: str, calibration: dict) -> str:
     path = calibration_file(checkpoint)
     record = dict(calibration, checkpoint=osp.basename(checkpoint), fitted_on='val logits')
@@ -51,6 +69,46 @@ def save_feature_bank(checkpoint: str, features: np.ndarray, labels: np.ndarray)
         np.savez(file, features=np.asarray(features, np.float32),
                  labels=np.asarray(labels, np.int64))
     return path
+
+
+def save_val_set(checkpoint: str, logits: np.ndarray, labels: np.ndarray,
+                 known: Optional[np.ndarray] = None) -> str:
+    """Keep the readable val images' raw ``logits`` (float32: the calibrated posteriors are
+    ``softmax(logits / T)`` with the temperature beside them), ``labels`` and ``known`` (not
+    flagged unknown), for :mod:`~bioplugin.evaluation.quantification`."""
+    path = val_set_file(checkpoint)
+    known = np.ones(len(labels), bool) if known is None else np.asarray(known, bool)
+    with atomic_open(path, 'wb') as file:
+        np.savez(file, logits=np.asarray(logits, np.float32),
+                 labels=np.asarray(labels, np.int64), known=known)
+    return path
+
+
+def read_val_set(checkpoint: str, num_classes: int) -> dict:
+    """The val outputs kept beside ``checkpoint``: ``logits`` ``(V, C)`` float64, ``labels``
+    ``(V,)`` and ``known`` ``(V,)``, checked; a missing file says how to write it."""
+    path = val_set_file(checkpoint)
+    if not osp.isfile(path):
+        raise CheckpointError(
+            f'{checkpoint!r} has no val posteriors ({osp.basename(path)}), which estimating '
+            f'abundances and adapting to a sample\'s class mix need; run '
+            f'tools/analysis/calibrate.py on the work dir to write them (an fp32 ONNX file '
+            f'exported afterwards gets a copy).')
+    try:
+        with np.load(path) as stored:
+            logits, labels = np.asarray(stored['logits'], np.float64), stored['labels']
+            known = np.asarray(stored['known'], bool)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f'Val posteriors {path!r} are damaged ({type(error).__name__}); '
+                              f'{RECALIBRATE}.') from None
+    if (logits.ndim != 2 or logits.shape[1] != num_classes or labels.shape != (len(logits),)
+            or known.shape != labels.shape or not np.isfinite(logits).all()
+            or not np.issubdtype(labels.dtype, np.integer)
+            or (len(labels) and not 0 <= labels.min() <= labels.max() < num_classes)):
+        raise CheckpointError(f'Val posteriors {path!r} do not fit a model of {num_classes} '
+                              f'classes (logits {logits.shape}, labels {labels.shape}); '
+                              f'{RECALIBRATE}.')
+    return dict(logits=logits, labels=labels.astype(np.int64), known=known)
 
 
 def read_calibration(checkpoint: Optional[str]) -> Optional[dict]:
@@ -155,6 +213,14 @@ class ModelFacts:
         return cls(classes=tuple(metadata['classes']), source=onnx_file,
                    temperature=metadata.get('temperature'), review=metadata.get('review'),
                    unknown_threshold=open_set.get('threshold') if computes_unknown else None)
+
+    def val_set(self) -> dict:
+        """The labeled val split's ``logits``, ``labels`` and ``known`` flags kept at
+        calibration (:func:`read_val_set`), for quantification and prior adaptation."""
+        if self.source is None:
+            raise CheckpointError('These predictions come from no checkpoint: no val '
+                                  'posteriors to estimate abundances with.')
+        return read_val_set(self.source, len(self.classes))
 
     def without_calibration(self) -> 'ModelFacts':
         """The model's own scores: no temperature, and so no review thresholds (they hold

@@ -10,8 +10,9 @@ logits give the same table, columns in one order::
 
 Scores are ``softmax(logits / T)`` with the model's calibration temperature ``T`` (see
 :mod:`~bioplugin.evaluation.temperature_scaling`), computed once in float64; the unknown
-score comes from the same logits and the head's features; review decisions read those
-scores.
+score comes from the same logits and the head's features; with ``adapt_priors`` the scores
+are then re-weighted to the class mix each sample (group) is estimated to hold (EM,
+:mod:`~bioplugin.evaluation.quantification`); review decisions read those scores.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -19,6 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import ConfigError
+from .abundance import adapt_to_groups, source_priors, val_reference
 from .model_facts import ModelFacts
 from .prediction_table import prediction_frame, read_class_names
 from .review import decisions
@@ -71,16 +74,21 @@ class PostProcessor:
     ``topk``, ``class_names`` (a ``label,name`` file or a mapping), ``include_index``,
     ``taxonomy`` (a CSV or a :class:`~bioplugin.evaluation.taxonomy.Taxonomy`) with
     ``confident_threshold``, ``unknown`` (add the unknown columns when the model has an
-    unknown threshold) and ``unknown_label`` (written as the ``pred_label`` of unknown
-    images). A taxonomy or class-name file that does not fit the classes is refused here,
-    before any image is read.
+    unknown threshold), ``unknown_label`` (written as the ``pred_label`` of unknown
+    images) and ``adapt_priors`` (each image's scores under its sample's estimated class
+    mix; the estimated priors are in ``frame.attrs['priors']``). A taxonomy or class-name
+    file that does not fit the classes, and ``adapt_priors`` without the val posteriors it
+    needs, are refused here, before any image is read.
     """
 
     def __init__(self, facts: ModelFacts, raw_scores: bool = False, topk: int = 1,
                  class_names: Union[str, Dict[str, str], None] = None,
                  include_index: bool = False, taxonomy: Union[str, Taxonomy, None] = None,
                  confident_threshold: float = CONFIDENT, unknown: bool = True,
-                 unknown_label: Optional[str] = None):
+                 unknown_label: Optional[str] = None, adapt_priors: bool = False):
+        if raw_scores and adapt_priors:
+            raise ConfigError('Adapting to a sample\'s class mix needs calibrated scores; '
+                              'leave out --raw-scores.')
         if raw_scores:
             facts = facts.without_calibration()
         if not unknown:
@@ -95,6 +103,7 @@ class PostProcessor:
                          else taxonomy)
         self.confident_threshold = confident_threshold
         self.unknown_label = unknown_label
+        self.val = val_reference(facts.val_set(), self.scores) if adapt_priors else None
 
     @property
     def temperature(self) -> Optional[float]:
@@ -125,26 +134,38 @@ class PostProcessor:
     def table(self, names: Sequence[str], logits: np.ndarray,
               features: Optional[np.ndarray] = None,
               unknown_scores: Optional[np.ndarray] = None,
-              errors: Optional[Dict[int, str]] = None) -> pd.DataFrame:
+              errors: Optional[Dict[int, str]] = None,
+              groups: Optional[Sequence[str]] = None) -> pd.DataFrame:
         """One row per image. ``logits`` ``(N, C)`` (NaN rows: unreadable images, with
         ``errors`` saying why), the head's ``features`` ``(N, D)`` and, from an ONNX graph,
-        ``unknown_scores``."""
+        ``unknown_scores``; ``groups`` (one label per image) are the samples whose class
+        mix ``adapt_priors`` estimates (None: all images are one)."""
         logits = np.array(logits, np.float64)  # a copy: the caller's arrays stay as they are
         errors = errors or {}
         logits[list(errors)] = np.nan
         scores = self.scores(logits)
-        frame = prediction_frame(names, scores, self.classes, topk=self.topk,
-                                 class_names=self.class_names, include_index=self.include_index,
-                                 errors=errors)
         unknown = self.unknown_scores(logits, features, unknown_scores)
         if unknown is not None:
             unknown[list(errors)] = np.nan
+        priors = None
+        if self.val is not None:
+            flagged = (np.zeros(len(scores), bool) if unknown is None
+                       else np.nan_to_num(unknown, nan=-np.inf) > self.unknown_threshold)
+            scores, priors = adapt_to_groups(
+                scores, ~np.isnan(scores).any(1) & ~flagged,
+                source_priors(self.val, len(self.classes)), self.classes, groups)
+        frame = prediction_frame(names, scores, self.classes, topk=self.topk,
+                                 class_names=self.class_names, include_index=self.include_index,
+                                 errors=errors)
+        if unknown is not None:
             add_unknown_columns(frame, unknown, self.unknown_threshold, self.unknown_label)
         if self.taxonomy is not None:
             add_rank_columns(frame, scores, self.taxonomy, self.confident_threshold)
         decision = decisions(frame, self.facts.review)
         if decision is not None:
             frame['decision'] = decision
+        if priors is not None:
+            frame.attrs['priors'] = priors
         return frame
 
     def notes(self) -> List[str]:

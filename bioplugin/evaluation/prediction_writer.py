@@ -10,6 +10,7 @@ Relative paths are inside the work dir::
                           labeled_metrics=[dict(type='Accuracy', topk=(1, 5)),
                                            dict(type='SingleLabelMetric', average='macro')])
 """
+import json
 import os.path as osp
 import time
 from dataclasses import replace
@@ -22,6 +23,8 @@ from mmengine.model import BaseTTAModel
 from mmpretrain.registry import METRICS
 
 from ..errors import ConfigError
+from ..fileio import atomic_write
+from .abundance import read_group_file
 from .metrics_report import compute_metrics, save_metrics_json
 from .model_facts import ModelFacts
 from .post_processor import PostProcessor, sample_outputs, stack_outputs
@@ -58,7 +61,9 @@ class PredictionWriter(BaseMetric):
     is the :class:`~bioplugin.evaluation.post_processor.PostProcessor`'s, as in the Python API.
     Names that a spreadsheet would run as formulas are written behind a ``'`` unless
     ``raw_names`` (see :mod:`~bioplugin.evaluation.prediction_table`); the metrics file says
-    which (``formula_guard``).
+    which (``formula_guard``). ``adapt_priors`` gives each image's scores under the class
+    mix its sample is estimated to hold (the whole split, or each group of ``group_file``,
+    an ``image,group`` CSV) and writes the estimated priors to ``<out_file>.priors.json``.
     """
 
     default_prefix = ''  # its metrics keep their own names (accuracy/top1, ...)
@@ -80,6 +85,8 @@ class PredictionWriter(BaseMetric):
                  unknown: Optional[str] = 'auto',
                  unknown_label: Optional[str] = None,
                  raw_names: bool = False,
+                 adapt_priors: bool = False,
+                 group_file: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None):
@@ -103,7 +110,11 @@ class PredictionWriter(BaseMetric):
         self.table_options = dict(topk=topk, class_names=class_names,
                                   include_index=include_index, taxonomy=taxonomy,
                                   confident_threshold=confident_threshold,
-                                  unknown=unknown == 'auto', unknown_label=unknown_label)
+                                  unknown=unknown == 'auto', unknown_label=unknown_label,
+                                  adapt_priors=adapt_priors)
+        self.group_file = group_file
+        self.groups: Optional[dict] = None  # image path -> group, from group_file
+        self.warnings: list = []
         self.post_processor: Optional[PostProcessor] = None
         self.work_dir = '.'
         self.run_info: dict = {}
@@ -125,9 +136,12 @@ class PredictionWriter(BaseMetric):
         self.run_info = dict(config=runner.cfg.filename, checkpoint=facts.source,
                              tta=isinstance(runner.model, BaseTTAModel),
                              temperature=self.temperature)
+        paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
         if not getattr(dataset, 'labeled', True):
-            image_names([dataset.get_data_info(i)['img_path'] for i in range(len(dataset))],
-                        full_name=self.full_name)
+            image_names(paths, full_name=self.full_name)
+        if self.group_file:
+            groups, self.warnings = read_group_file(self.group_file, paths)
+            self.groups = dict(zip(paths, groups))
 
     def facts_with_options(self, facts: ModelFacts) -> ModelFacts:
         """``temperature`` / ``review`` other than ``'auto'`` replace the model's own."""
@@ -175,8 +189,9 @@ class PredictionWriter(BaseMetric):
                      for result in results]
         else:
             names = image_names(paths, full_name=self.full_name)
+        groups = None if self.groups is None else [self.groups.get(path) for path in paths]
         frame = self.post_processor.table(names, outputs['logits'], outputs['features'],
-                                          outputs['unknown_scores'], errors)
+                                          outputs['unknown_scores'], errors, groups)
         scores = self.post_processor.scores(outputs['logits'])
         metrics = {}
         if labeled:
@@ -195,6 +210,8 @@ class PredictionWriter(BaseMetric):
         self.gt_labels = gt_labels if labeled else None
         if self.out_file:
             write_csv_atomic(frame, self.output_path(self.out_file), raw_names=self.raw_names)
+        if 'priors' in frame.attrs and self.out_file:
+            atomic_write(self.priors_file(), json.dumps(frame.attrs['priors'], indent=2))
         if self.review_file and 'decision' in frame:
             write_csv_atomic(review_queue(frame), self.output_path(self.review_file),
                              raw_names=self.raw_names)
@@ -205,6 +222,10 @@ class PredictionWriter(BaseMetric):
                 classes=classes, formula_guard=not self.raw_names, **self.run_info,
                 time=time.strftime('%Y-%m-%d %H:%M:%S'))
         return metrics
+
+    def priors_file(self) -> str:
+        """Where the priors estimated for ``adapt_priors`` go: beside the CSV."""
+        return osp.splitext(self.output_path(self.out_file))[0] + '.priors.json'
 
     def output_path(self, path: str) -> str:
         return path if osp.isabs(path) else osp.join(self.work_dir, path)

@@ -6,12 +6,15 @@
 Writes <checkpoint>.calibration.json beside the checkpoint: tools/test.py, BioClassifier and
 tools/deploy/export_onnx.py then apply the temperature to every score (--raw-scores to opt
 out) and add a `decision` column (accept / review) from the thresholds chosen here for
---target-precision. Prints ECE (10 bins), NLL and Brier score before and after, estimated on held-out folds
-of val, and draws calibration/reliability.png.
+--target-precision, to hold on new images with --confidence. Prints ECE (10 bins), NLL
+and Brier score before and after, estimated on held-out folds of val, and draws
+calibration/reliability.png.
 
 It also computes the training images' features once (<checkpoint>.features.npz) and the
 threshold of the `unknown` column ("not one of my classes"): --known-rate of the val images
-pass as known (see tools/analysis/open_set.py to measure it on images of other classes).
+pass as known (see tools/analysis/open_set.py to measure it on images of other classes),
+and keeps the val logits and labels (<checkpoint>.val_posteriors.npz) that
+tools/analysis/abundance.py and tools/test.py --adapt-priors need.
 """
 import sys
 
@@ -31,6 +34,10 @@ def main(argv=None) -> int:
     parser.add_argument('--target-precision', type=float, default=0.95,
                         help='precision the accepted predictions must reach on val (review '
                         'thresholds; default: %(default)s)')
+    parser.add_argument('--confidence', type=float, default=0.9,
+                        help='how sure the review thresholds must make it that the target '
+                        'precision holds on new images (Clopper-Pearson, fixed-sequence '
+                        'testing; default: %(default)s)')
     parser.add_argument('--known-rate', type=float, default=0.95,
                         help='share of known val images the unknown threshold passes '
                         '(default: %(default)s)')
@@ -50,6 +57,9 @@ def main(argv=None) -> int:
         if not 0 < args.target_precision <= 1:
             print('error: --target-precision must be in (0, 1].', file=sys.stderr)
             return 2
+        if not 0 < args.confidence < 1:
+            print('error: --confidence must be in (0, 1).', file=sys.stderr)
+            return 2
         if not 0 < args.known_rate < 1 or args.neighbours < 1:
             print('error: --known-rate must be in (0, 1) and --neighbours at least 1.',
                   file=sys.stderr)
@@ -64,6 +74,7 @@ def main(argv=None) -> int:
                                     trust_checkpoint=args.trust_checkpoint,
                                     open_set=not args.no_open_set,
                                     known_rate=args.known_rate, neighbours=args.neighbours,
+                                    confidence=args.confidence,
                                     precision=precision_choice(args))
         print(format_calibration(record))
         print(f"Calibration: {record['file']}" + (f"\nReliability diagram: {record['figure']}"

@@ -1,6 +1,8 @@
 """One-page HTML report of a run: metrics, curves, confusion matrix, per-class accuracy,
 confused pairs, score calibration, the review queue's risk and coverage, the unknown flag, an
-error gallery, Grad-CAM and model size, with every figure and table beside it.
+error gallery, Grad-CAM, model size and the val misclassification rates that abundance
+estimates are adjusted with (with --abundance-images, a sample's abundance table), with every
+figure and table beside it.
 
     python tools/analysis/report.py work_dirs/bio_resnext          # → work_dirs/bio_resnext/report/
     python tools/analysis/report.py work_dirs/bio_resnext --taxonomy taxonomy.csv --rank family
@@ -28,6 +30,8 @@ def main(argv=None) -> int:
                         'the classes)')
     parser.add_argument('--data-root', help="dataset folder with val/ (default: the work dir's "
                         'own, resolved against the folder its training was started from)')
+    parser.add_argument('--abundance-images', metavar='DIR',
+                        help="a sample's folder: add its abundance table and figure")
     add_raw_names(parser)
     add_trust_checkpoint(parser)
     args = parser.parse_args(argv)
@@ -38,7 +42,8 @@ def main(argv=None) -> int:
                             trust_checkpoint=args.trust_checkpoint,
                             gallery_images=args.gallery_images, taxonomy=args.taxonomy,
                             rank=args.rank, data_root=args.data_root,
-                            raw_names=args.raw_names)
+                            raw_names=args.raw_names,
+                            abundance_images=args.abundance_images)
         print(f'Report: {path}')
         return 0
 
