@@ -14,7 +14,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from bioplugin.engine.precision import cpu_flags
+from bioplugin.engine.cpu_info import cpu_flags
 from bioplugin.models import build_model as build_classifier_model
 
 # 'amp': training against the plain loop with float16 autocast and loss scaling (GPUs only)
