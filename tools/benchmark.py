@@ -1,6 +1,6 @@
 """Benchmark the recipe against the seed's plain PyTorch code, side by side, in one run.
 
-    python tools/benchmark.py                                  # the recipe, ~15 min on 2 CPUs
+    python tools/benchmark.py                                  # the recipe
     python tools/benchmark.py --only aug,inference --markdown  # README-ready table
     python tools/benchmark.py --json benchmark.json --pairs 9 --iters 5
 
