@@ -1,8 +1,17 @@
+import os
+
 import pytest
 
 import bioplugin  # noqa: F401  (registers the components)
 
 from helpers import final_weights, make_image_folder, train_tiny
+
+
+@pytest.fixture(scope='session', autouse=True)
+def user_cache(tmp_path_factory):
+    """A cache directory of the tests' own (the inference-layout probe writes there, and
+    the tools the tests run inherit it), not the user's ``~/.cache``."""
+    os.environ['XDG_CACHE_HOME'] = str(tmp_path_factory.mktemp('user_cache'))
 
 
 @pytest.fixture

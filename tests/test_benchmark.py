@@ -1,5 +1,5 @@
 """tools/benchmark.py end to end on the tiny config (every row, no timing assertions), and the
-ratio / verdict arithmetic of its report."""
+ratio / interval / verdict arithmetic of its report."""
 import ast
 import json
 import math
@@ -8,13 +8,15 @@ import sys
 
 import pytest
 
+from bioplugin.engine.cpu_info import cpu_identity
 from helpers import REPO, TINY_CONFIG, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from benchmarking.common import cpu_features, describe_cpu  # noqa: E402
+from benchmarking.common import cpu_features, describe_cpu, name_cpu  # noqa: E402
 from benchmarking.report import (INT8_MIN_RATIO_VNNI, MAX_RUNNER_OVERHEAD,  # noqa: E402
-                                 MEMORY_TOLERANCE, MIN_INT8_AGREEMENT, MIN_RATIO, build_rows,
-                                 failures, format_markdown, format_text)
+                                 MEMORY_TOLERANCE, MIN_INT8_AGREEMENT, MIN_RATIO, build_row,
+                                 build_rows, failures, format_markdown, format_text)
+from benchmarking.stats import median_coverage, median_interval, verdict  # noqa: E402
 
 BENCHMARK = osp.join('tools', 'benchmark.py')
 ROWS = ['augmentation small (64x48)', 'augmentation large (320x240)', 'inference ResNet18',
@@ -22,15 +24,19 @@ ROWS = ['augmentation small (64x48)', 'augmentation large (320x240)', 'inference
         'inference ResNet18 ONNX Runtime int8', 'training ResNet18', 'Runner overhead']
 
 
+PAIRS = 2
+
+
 def expected_verdicts(row: dict) -> tuple:
     """``(speed, memory)`` as a row's own numbers imply them against the report's targets."""
     overhead = row['key'] == 'overhead'
-    fast = (row['overhead'] <= MAX_RUNNER_OVERHEAD if overhead
-            else row['ratio'] >= row['min_ratio'])
+    target = 1 / (1 + MAX_RUNNER_OVERHEAD) if overhead else row['min_ratio']
+    speed = ('PASS' if row['ratio_low'] >= target else
+             'FAIL' if row['ratio_high'] < target else 'UNDECIDED: noise')
     tolerance = MAX_RUNNER_OVERHEAD if overhead else MEMORY_TOLERANCE
     fits = all(row[f'ours_{peak}'] <= row[f'reference_{peak}'] * (1 + tolerance)
                for peak in ('peak_mib', 'peak_cuda_mib') if f'ours_{peak}' in row)
-    return tuple('PASS' if passed else 'FAIL' for passed in (fast, fits))
+    return speed, 'PASS' if fits else 'FAIL'
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +44,8 @@ def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('benchmark')
     json_file = str(tmp / 'benchmark.json')
     result = run_tool(BENCHMARK, '--config', TINY_CONFIG, '--batch-size', '2', '--iters', '1',
-                      '--warmup', '1', '--repeats', '1', '--num-workers', '0',
+                      '--warmup', '1', '--repeats', '1', '--pairs', str(PAIRS),
+                      '--num-workers', '0',
                       '--image-size', '64x48', '--large-size', '320x240', '--aug-images', '2',
                       '--work-dir', str(tmp / 'work'), '--json', json_file, '--markdown')
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,9 +59,15 @@ def test_every_row_has_positive_throughputs_ratios_and_peak_memory(tiny_run):
     rows = report['rows']
     assert [row['case'] for row in rows] == ROWS
     for row in rows:
+        sides = report['measurements'][row['key']]
+        assert len(sides['ours']) == len(sides['reference']) == row['pairs'] == PAIRS
         assert row['ours_img_s'] > 0 and row['reference_img_s'] > 0
+        ratios = [ours['images_per_s'] / reference['images_per_s']
+                  for ours, reference in zip(sides['ours'], sides['reference'])]
+        assert row['pair_ratios'] == pytest.approx(ratios)
+        assert row['ratio'] == pytest.approx(sum(ratios) / PAIRS)  # the median of two
+        assert (row['ratio_low'], row['ratio_high']) == pytest.approx((min(ratios), max(ratios)))
         assert math.isfinite(row['ratio'])
-        assert row['ratio'] == pytest.approx(row['ours_img_s'] / row['reference_img_s'])
         assert row['ours_peak_mib'] > 0 and row['reference_peak_mib'] > 0
         assert (row['speed'], row['memory']) == expected_verdicts(row), row['case']
 
@@ -63,10 +76,12 @@ def test_every_row_has_positive_throughputs_ratios_and_peak_memory(tiny_run):
 def test_overhead_row_mirrors_the_runners_precision(tiny_run):
     _, report = tiny_run
     runner = report['measurements']['overhead']['ours']
-    assert set(runner['precision']) == {'autocast', 'channels_last', 'loss_scale'}
+    assert all(set(run['precision']) == {'autocast', 'channels_last', 'loss_scale'}
+               for run in runner)
     overhead = next(row for row in report['rows'] if row['case'] == 'Runner overhead')
     assert overhead['overhead'] == pytest.approx(1 / overhead['ratio'] - 1)
-    # the Runner is measured once and shared by the training and overhead rows
+    assert overhead['overhead_low'] == pytest.approx(1 / overhead['ratio_high'] - 1)
+    # the Runner is measured once a pair and shared by the training and overhead rows
     assert report['measurements']['training']['ours'] == runner
 
 
@@ -76,10 +91,77 @@ def test_markdown_table_lists_every_row(tiny_run):
     table = [line for line in stdout.splitlines() if line.startswith('| ')]
     assert len(table) == 1 + len(ROWS)
     assert all(any(line.startswith(f'| {case} |') for line in table) for case in ROWS)
+    assert '| 90% interval |' in table[0]
+    # two pairs cannot make a 90 % interval: the table says what they make
+    assert f'{PAIRS} pair(s) a row' in stdout and '(50%)' in stdout
 
 
-def _measured(rate, peak, **extra):
-    return dict(images_per_s=rate, peak_rss_mib=peak, **extra)
+def _measured(rate, peak, pairs=5, **extra):
+    """One side of a row: ``pairs`` processes that measured the same."""
+    return [dict(images_per_s=rate, peak_rss_mib=peak, **extra) for _ in range(pairs)]
+
+
+def _side(rates, peak=1000.):
+    return [dict(images_per_s=rate, peak_rss_mib=peak) for rate in rates]
+
+
+def test_order_statistic_interval_of_the_median():
+    # 5 pairs: min-max, which holds the median with 1 - 2/32 = 93.75 %
+    assert median_interval([1.1, 0.9, 1.3, 1.0, 1.2]) == (0.9, 1.3, pytest.approx(0.9375))
+    # 10 pairs: the second smallest to the second largest (97.9 %; the third: 89.1 % < 90 %)
+    ten = [float(i) for i in range(10, 0, -1)]
+    assert median_interval(ten) == (2.0, 9.0, pytest.approx(1 - 2 * 11 / 1024))
+    assert median_coverage(10, 3) < 0.9 < median_coverage(10, 2)
+    # fewer than 5: min-max, with the smaller coverage it has
+    assert median_interval([1.0, 2.0, 3.0, 4.0]) == (1.0, 4.0, pytest.approx(0.875))
+    assert median_interval([1.5]) == (1.5, 1.5, 0.0)
+    with pytest.raises(ValueError):
+        median_interval([])
+
+
+@pytest.mark.parametrize('ours, reference, expected', [
+    # clear win: ours 1.3x the reference, each pair within a few percent
+    ([13.0, 12.6, 13.4, 12.9, 13.1], [10.0, 9.8, 10.1, 10.0, 9.9], 'PASS'),
+    # clear loss: 0.84x in every pair
+    ([8.4, 8.3, 8.5, 8.2, 8.4], [10.0, 9.9, 10.1, 9.8, 10.0], 'FAIL'),
+    # noise: the pairs' ratios range from 0.84x to 1.13x around the 1x target
+    ([8.4, 11.3, 9.6, 10.4, 10.9], [10.0, 10.0, 10.0, 10.0, 10.0], 'UNDECIDED: noise'),
+])
+def test_verdict_follows_the_interval_of_synthetic_pairs(ours, reference, expected):
+    row = build_row('inference_avx2', 'fp32', dict(ours=_side(ours), reference=_side(reference)))
+    assert row['speed'] == expected
+    assert row['ratio_low'] <= row['ratio'] <= row['ratio_high']
+    assert row['coverage'] == pytest.approx(0.9375) and row['pairs'] == 5
+    assert verdict(row['ratio_low'], row['ratio_high'], 1.0) == expected
+    lines = failures([row])
+    assert (any(line.startswith('FAIL') for line in lines)) is (expected == 'FAIL')
+    assert (any(line.startswith('UNDECIDED') for line in lines)) is (expected != 'PASS'
+                                                                      and expected != 'FAIL')
+    assert f"{row['ratio_low']:.2f}–{row['ratio_high']:.2f}×" in format_text([row])
+
+
+def test_ratios_are_taken_pair_by_pair():
+    """A machine that slows down both sides of a pair alike leaves that pair's ratio as it
+    was: the pairs' ratios decide, not the spread of either side."""
+    ours, reference = [10., 5., 10., 5., 10.], [8., 4., 8., 4., 8.]
+    row = build_row('inference_avx2', 'fp32', dict(ours=_side(ours), reference=_side(reference)))
+    assert (row['ratio'], row['ratio_low'], row['ratio_high']) == (1.25, 1.25, 1.25)
+    assert row['speed'] == 'PASS'
+    # the same timings paired the other way round straddle the target
+    crossed = build_row('inference_avx2', 'fp32',
+                        dict(ours=_side(ours), reference=_side(reference[::-1][1:] + [8.])))
+    assert crossed['speed'] == 'UNDECIDED: noise'
+
+
+def test_memory_compares_the_medians_of_each_sides_peaks():
+    ours = [dict(images_per_s=1., peak_rss_mib=peak)
+            for peak in (990., 1500., 995., 1000., 980.)]
+    reference = _side([1.] * 5, peak=1000.)
+    row = build_row('onnx_fp32', 'fp32', dict(ours=ours, reference=reference))
+    assert (row['ours_peak_mib'], row['memory']) == (995., 'PASS')  # one outlier does not count
+    higher = [dict(result, peak_rss_mib=1100.) for result in ours]
+    assert build_row('onnx_fp32', 'fp32', dict(ours=higher, reference=reference))['memory'] \
+        == 'FAIL'
 
 
 def test_report_ratios_targets_and_failures():
@@ -114,8 +196,8 @@ def test_training_rows_say_how_long_each_side_waited_for_data(tiny_run):
     stdout, report = tiny_run
     training = next(row for row in report['rows'] if row['key'] == 'training')
     for side in ('ours', 'reference'):
-        measured = report['measurements']['training'][side]
-        assert len(measured['data_s']) == len(measured['iteration_s'])
+        for measured in report['measurements']['training'][side]:
+            assert len(measured['data_s']) == len(measured['iteration_s'])
         assert 0 <= training[f'{side}_data_share'] < 1
     assert 'waiting for data' in training['note']
     # float16 AMP is a GPU row: left out on a CPU
@@ -147,6 +229,7 @@ def test_gpu_training_row_against_the_plain_float16_amp_loop():
 def test_onnx_rows_and_cpu_header(tiny_run):
     stdout, report = tiny_run
     assert 'CPU: ' in stdout and describe_cpu(cpu_features()) in stdout
+    assert name_cpu(cpu_identity()) in stdout  # vendor and model, not only the flags
     rows = {row['key']: row for row in report['rows']}
     int8 = rows['onnx_int8']
     assert int8['min_ratio'] == (INT8_MIN_RATIO_VNNI if cpu_features()['VNNI'] else 2.0)
@@ -161,11 +244,10 @@ def test_report_onnx_targets_follow_the_cpu_and_the_agreement():
     def onnx_measurements(agreement, trained):
         return {'onnx_fp32': dict(ours=_measured(13., 900., runtime='ONNX Runtime fp32'),
                                   reference=_measured(10., 1000.)),
-                'onnx_int8': dict(ours=_measured(25., 800., runtime='ONNX Runtime int8',
-                                                 agreement=dict(top1_agreement=agreement,
-                                                                images=57, split='val',
-                                                                trained=trained)),
-                                  reference=_measured(10., 1000.))}
+                'onnx_int8': dict(ours=_measured(25., 800., runtime='ONNX Runtime int8'),
+                                  reference=_measured(10., 1000.),
+                                  agreement=dict(top1_agreement=agreement, images=57,
+                                                 split='val', trained=trained))}
     labels = {'onnx_fp32': 'fp32', 'onnx_int8': 'int8'}
     vnni = dict(VNNI=True)
     fp32, int8 = build_rows(onnx_measurements(0.98, True), labels, vnni)
@@ -199,6 +281,19 @@ def test_cpu_features_are_read_from_the_flags(tmp_path, flags, expected):
     assert features == {name: expected.get(name, False)
                         for name in ('AVX2', 'AVX-512', 'VNNI', 'bfloat16', 'AMX')}
     assert describe_cpu(features).startswith('AVX2 yes, AVX-512 ')
+
+
+def test_the_cpu_is_named_by_vendor_model_and_numbers(tmp_path):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n'
+                       'model\t\t: 17\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n'
+                       'stepping\t: 1\nflags\t\t: avx2\n\nprocessor\t: 1\n'
+                       'vendor_id\t: Other\n')
+    identity = cpu_identity(str(cpuinfo))
+    assert identity == dict(vendor='AuthenticAMD', model='AMD EPYC 9R14 96-Core Processor',
+                            family='family 25 model 17 stepping 1')
+    assert name_cpu(identity) == ('AuthenticAMD, AMD EPYC 9R14 96-Core Processor '
+                                  '(family 25 model 17 stepping 1)')
 
 
 # ------------------------------------------------------------- a whole run on a small set

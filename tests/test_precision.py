@@ -8,8 +8,7 @@ from bioplugin.apis import BioClassifier, build_train_config, load_config
 from bioplugin.apis.cli import add_precision_options, precision_choice, tool_parser
 from bioplugin.engine import precision as precision_module
 from bioplugin.datasets.bio_dataset import scan_images
-from bioplugin.engine.precision import (cpu_has_native_bf16, prepare_for_inference,
-                                        resolve_precision)
+from bioplugin.engine.precision import cpu_has_native_bf16, resolve_precision
 from bioplugin.engine.runner import resolve_config
 from bioplugin.errors import ConfigError
 from helpers import RECIPE_CONFIG, TINY_CONFIG, make_image_folder, run_tool
@@ -109,21 +108,24 @@ def test_bfloat16_inference_keeps_conv_weights_in_bfloat16_channels_last(
 
 
 @pytest.mark.slow
-def test_float32_cpu_inference_is_channels_last_and_matches_nchw(trained_classifier_pair):
-    """On CPU, float32 prediction also runs oneDNN's NHWC convolutions (faster on AVX2 and
-    AVX-512 alike); its scores are those of the NCHW model."""
+def test_float32_cpu_inference_gives_the_same_scores_in_either_layout(trained_classifier_pair):
+    """Float32 prediction runs NCHW or channels-last, as the config's ``inference_layout``
+    pins or a probe chooses (see test_inference_layout.py); a trained model's scores are the
+    same in both."""
     data, (fp32, _) = trained_classifier_pair
-    convs = [m for m in fp32.model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     images = [cv2.imread(path) for path in scan_images(data, recursive=True)][:16]
-    channels_last = fp32.predict_scores(images)
-    fp32.model.to(memory_format=torch.contiguous_format)
-    try:
-        assert not any(c.weight.is_contiguous(memory_format=torch.channels_last)
-                       and not c.weight.is_contiguous() for c in convs)
-        np.testing.assert_allclose(channels_last, fp32.predict_scores(images), atol=1e-5)
-    finally:
-        prepare_for_inference(fp32.model, 'fp32', 'cpu')
+    scores = {}
+    for layout in ('channels_last', 'nchw'):
+        classifier = BioClassifier(fp32.cfg, fp32.checkpoint_path, device='cpu',
+                                   precision='fp32', inference_layout=layout)
+        convs = [m.weight for m in classifier.model.modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.weight.shape[2:] != (1, 1)]
+        assert all(w.is_contiguous(memory_format=torch.channels_last)
+                   and not w.is_contiguous() for w in convs) is (layout == 'channels_last')
+        scores[layout] = classifier.predict_scores(images)
+    assert (scores['nchw'].argmax(1) == scores['nchw'].argmax(1)[0]).mean() < 1  # not one class
+    np.testing.assert_allclose(scores['channels_last'], scores['nchw'], atol=1e-5)
+    np.testing.assert_allclose(fp32.predict_scores(images), scores['nchw'], atol=1e-5)
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """Benchmark the recipe against the seed's plain PyTorch code, side by side, in one run.
 
-    python tools/benchmark.py                                  # the recipe, ~10 min on 2 CPUs
+    python tools/benchmark.py                                  # the recipe
     python tools/benchmark.py --only aug,inference --markdown  # README-ready table
-    python tools/benchmark.py --json benchmark.json --iters 10 --repeats 5
+    python tools/benchmark.py --json benchmark.json --pairs 9 --iters 5
 
 Rows: augmentation images/s in one process (small photos and photo-size JPEGs; the config's
 training pipeline vs the seed's torchvision chain), ResNeXt101 inference (tools/test.py's
@@ -12,13 +12,20 @@ without AVX-512 or bfloat16), the exported ONNX file in fp32 and int8 through ON
 images), training (the Runner vs a plain fp32 loop; on a GPU, `amp`, also vs the plain loop
 with float16 autocast and loss scaling) and the Runner's overhead over a bare loop with the
 Runner's own data, precision and memory format. Training rows say which share of the time
-went to waiting for the loader. The CPU's instruction sets (and the GPU) head the table.
+went to waiting for the loader. `--only layout` (not in the default run) sets BioClassifier's
+two float32 CPU layouts against each other, uncapped and capped at AVX2. The CPU (vendor,
+model, instruction sets) and the GPU head the table.
 
     python tools/benchmark.py --device cuda --only inference,training,amp,overhead \
         --batch-size 64 --num-workers 8 --markdown                # the GPU rows
 
-Each side runs in a fresh process and reports its peak memory. Medians after warm-up; the
-exit status is 0 even when a target is missed (FAIL rows are listed under the table).
+Each side of a row runs --pairs times, each time in a fresh process (which reports its own
+peak memory), in alternation with the side it is compared with. A row's ratio is the median
+of the pairs' ratios, with a distribution-free 90 % interval (with 5 or 6 pairs, their
+min–max); its verdict is PASS or FAIL only when the whole interval lies on one side of the
+target, UNDECIDED: noise otherwise. Peak memory: the median of each side's processes. The
+exit status is 0 even when a target is missed (FAIL and UNDECIDED rows are listed under the
+table).
 """
 import os.path as osp
 import sys
@@ -29,8 +36,8 @@ import torch
 from bioplugin.apis.cli import run_tool, tool_parser
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/benchmarking/
-from benchmarking import (CASES, BenchmarkSettings, failures, format_markdown,  # noqa: E402
-                          format_text, run_benchmark, write_json)
+from benchmarking import (CASES, DEFAULT_CASES, BenchmarkSettings, failures,  # noqa: E402
+                          format_markdown, format_text, run_benchmark, write_json)
 from benchmarking.common import describe_cpu  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -58,13 +65,18 @@ def parse_args(argv=None):
                         help='untimed images (augmentation), batches (inference) or '
                         'iterations (training) first')
     parser.add_argument('--repeats', type=int, default=defaults.repeats,
-                        help='timed repetitions of augmentation and inference (median)')
+                        help='timed repetitions of augmentation and inference in each '
+                        'process (its median)')
+    parser.add_argument('--pairs', type=int, default=defaults.pairs,
+                        help='fresh processes of each side of a row, alternating with the '
+                        'other side (5 or more: a 90%% interval)')
     parser.add_argument('--num-workers', type=int, default=defaults.num_workers,
                         help='DataLoader workers of inference and training, both sides')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu, cuda or cuda:N')
-    parser.add_argument('--only', default=','.join(CASES),
-                        help=f'comma-separated subset of {",".join(CASES)}')
+    parser.add_argument('--only', default=','.join(DEFAULT_CASES),
+                        help=f'comma-separated subset of {",".join(CASES)} (default: '
+                        '%(default)s)')
     parser.add_argument('--image-size', type=image_size, default=defaults.image_size,
                         metavar='WxH', help='the photos of augmentation (small), inference and '
                         'training (default: %(default)s)')
@@ -96,7 +108,8 @@ def main(argv=None) -> int:
     def body() -> int:
         settings = BenchmarkSettings(
             config=args.config, batch_size=args.batch_size, iters=args.iters,
-            warmup=args.warmup, repeats=args.repeats, num_workers=args.num_workers,
+            warmup=args.warmup, repeats=args.repeats, pairs=args.pairs,
+            num_workers=args.num_workers,
             device=args.device, image_size=args.image_size, large_size=args.large_size,
             aug_images=args.aug_images, aug_threads=args.aug_threads,
             checkpoint=args.checkpoint, data_root=args.data_root,
@@ -110,7 +123,7 @@ def main(argv=None) -> int:
         env = report['environment']
         print(f"\n{osp.basename(settings.config)} on {env['device']}, batch "
               f"{settings.batch_size}, {settings.num_workers} workers; ratio = ours / reference;"
-              f" took {report['wall_s'] / 60:.1f} min; load average "
+              f" {settings.pairs} pairs; took {report['wall_s'] / 60:.1f} min; load average "
               f"{env['load_average_before']:.1f} → {env['load_average_after']:.1f}\n"
               f"CPU: {env['cpu']}, {env['cpu_count']} cores; "
               f"{describe_cpu(env['cpu_features'])}"

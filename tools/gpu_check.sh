@@ -196,7 +196,7 @@ fi
     fi
     if [ -f "$OUT/benchmark.log" ]; then
         echo
-        grep -E '^(GPU: |CPU: |\| |FAIL |NOISY |All targets)|batch [0-9]+, [0-9]+ workers' \
+        grep -E '^(GPU: |CPU: |\| |FAIL |UNDECIDED |All targets)|batch [0-9]+, [0-9]+ workers' \
             "$OUT/benchmark.log"
     fi
     echo

@@ -70,7 +70,8 @@ def gradcam_overlays(classifier, image_paths: Sequence[str],
     inputs = model.data_preprocessor(batch, False)['inputs']
     overlays = []
     # gradients in float32 NCHW: oneDNN's channels-last backward is unsafe on CPU
-    with float32_nchw(model, classifier.precision, classifier.device.type), GradCAM(
+    with float32_nchw(model, classifier.precision, classifier.device.type,
+                      classifier.inference_layout), GradCAM(
             model=_Logits(model), target_layers=[last_backbone_stage(model)]) as cam:
         maps = cam(input_tensor=inputs,
                    targets=[ClassifierOutputTarget(int(c)) for c in target_classes])

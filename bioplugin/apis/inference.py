@@ -18,6 +18,7 @@ from ..deploy.onnx_classifier import OnnxClassifier
 from ..deploy.runtimes import is_onnx_file
 from ..engine.checkpoint_io import resolve_checkpoint
 from ..engine.checkpoint_io import trust_checkpoint as trust_checkpoint_file
+from ..engine.inference_layout import check_layout
 from ..engine.precision import autocast, device_type, prepare_for_inference, resolve_precision
 from ..errors import ConfigError, DatasetError
 from ..evaluation.abundance import abundance_table, read_group_file, val_reference
@@ -44,7 +45,11 @@ class BioClassifier:
     ``checkpoint`` may be a work dir: its best checkpoint is used. ``tta=True`` averages the
     class probabilities over the config's ``tta_pipeline`` views (by default the image and its
     horizontal mirror) with MMPretrain's ``AverageClsScoreTTA``. ``precision`` overrides the
-    config's (``'auto'``: bfloat16 + channels_last on CPUs with native bfloat16 and on GPUs).
+    config's (``'auto'``: bfloat16 + channels_last on CPUs with native bfloat16 and on GPUs);
+    ``inference_layout`` the config's ``inference_layout`` (``'auto'``, ``'channels_last'``,
+    ``'nchw'``: the convolutions' memory layout; with ``'auto'``, float32 on a CPU runs the
+    layout a short probe on the first batch finds faster, cached per machine, see
+    :mod:`bioplugin.engine.inference_layout`).
     Checkpoints are unpickled with ``weights_only=True``; ``trust_checkpoint=True`` lifts that
     for a file you trust. ``checkpoint`` may be an exported ``.onnx`` file
     (``tools/deploy/export_onnx.py``), run by ``backend`` (``'onnxruntime'`` or
@@ -69,7 +74,8 @@ class BioClassifier:
                  trust_checkpoint: bool = False,
                  precision: Optional[str] = None,
                  backend: str = 'onnxruntime',
-                 raw_scores: bool = False):
+                 raw_scores: bool = False,
+                 inference_layout: Optional[str] = None):
         self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
         # nested transforms (TestTimeAug) are built from the default scope's registry
         init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
@@ -83,6 +89,7 @@ class BioClassifier:
             model = OnnxClassifier(checkpoint, backend=backend)
             self.facts = model.facts
             self.precision = 'fp32'  # the runtime's own arithmetic, no autocast
+            self.inference_layout = 'nchw'  # the runtime's own
         else:
             model, classes = load_trained_model(self.cfg, checkpoint)
             classes = classes or self._config_classes()
@@ -94,7 +101,10 @@ class BioClassifier:
             # the config's precision ('auto': bfloat16 weights where the hardware has them)
             self.precision = resolve_precision(precision or self.cfg.get('precision', 'auto'),
                                                self.device.type)
-            model = prepare_for_inference(model, self.precision, self.device.type)
+            self.inference_layout = check_layout(
+                inference_layout or self.cfg.get('inference_layout', 'auto'))
+            model = prepare_for_inference(model, self.precision, self.device.type,
+                                          self.inference_layout)
         self.classes = self.facts.classes
         self._post_processor = self.post_processor()
         if tta:

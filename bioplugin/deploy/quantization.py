@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..engine.precision import cpu_flags
+from ..engine.cpu_info import cpu_flags
 from .metadata import INPUT_NAME
 
 CALIBRATION_METHODS = ('minmax', 'entropy', 'percentile')

@@ -4,35 +4,25 @@
 (AVX512-BF16 or AMX on x86, BF16 on Arm) and on GPUs that support it, float16 with loss
 scaling on older GPUs, and float32 everywhere else. ``--fp32`` forces float32.
 
-Channels-last (NHWC) weights speed up inference on CPU and GPU and training on GPU; on CPU
-also in float32 (oneDNN's NHWC convolutions: ResNeXt101 inference 1.19x NCHW with oneDNN
-capped at AVX2, 1.27x with AVX-512). CPU training stays NCHW: in this torch build oneDNN's
-channels-last backward pass crashes or corrupts the heap on CPU (float32 and bfloat16
-alike), while its forward pass is sound.
+Channels-last (NHWC) weights speed up mixed-precision inference on CPU and GPU and training
+on GPU. Float32 inference on a CPU runs the layout ``inference_layout`` names, by default the
+one a short probe finds faster on this CPU (see :mod:`.inference_layout`). CPU training stays
+NCHW: in this torch build oneDNN's channels-last backward pass crashes or corrupts the heap on
+CPU (float32 and bfloat16 alike), while its forward pass is sound.
 """
-import os
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
 
 from ..errors import ConfigError
+from .cpu_info import cpu_flags
+from .inference_layout import PROBE, LayoutProbe, cancel_probe, resolve_layout
 
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
 MIXED_PRECISION_WRAPPERS = ('AutocastOptimWrapper', 'AmpOptimWrapper')
 AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 _CPU_BF16_FLAGS = {'avx512_bf16', 'amx_bf16', 'bf16'}
-
-
-def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> set:
-    """The instruction-set flags of the first CPU (x86 ``flags``, Arm ``Features``)."""
-    if not os.path.isfile(cpuinfo):
-        return set()
-    with open(cpuinfo, encoding='utf-8', errors='replace') as file:
-        for line in file:
-            if line.split(':')[0].strip().lower() in ('flags', 'features'):
-                return set(line.split(':', 1)[1].split())
-    return set()
 
 
 def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> bool:
@@ -68,28 +58,29 @@ def channels_last(module: torch.nn.Module) -> torch.nn.Module:
     return module.to(memory_format=torch.channels_last)
 
 
-def uses_channels_last(precision: str, device_type: str) -> bool:
-    """Whether inference runs channels-last: under mixed precision, and always on CPU."""
-    return precision != 'fp32' or device_type == 'cpu'
-
-
-def prepare_for_inference(model: torch.nn.Module, precision: str,
-                          device_type: str = 'cpu') -> torch.nn.Module:
+def prepare_for_inference(model: torch.nn.Module, precision: str, device_type: str = 'cpu',
+                          layout: str = 'auto') -> torch.nn.Module:
     """Copy every weight into the model's own memory in the form inference runs fastest
-    with, one tensor at a time: convolution weights channels-last on CPU and for mixed
-    precision, for bfloat16 also in bfloat16 (less memory, no casts per call). Normalisation
+    with, one tensor at a time: convolution weights in the layout ``layout`` resolves to
+    (:func:`~.inference_layout.resolve_layout`: channels-last for mixed precision; for
+    float32 on a CPU, with ``'auto'``, NCHW until the first batch arrives and a probe on it
+    chooses), for bfloat16 also in bfloat16 (less memory, no casts per call). Normalisation
     layers, the classifier and the input normalisation stay float32, which keeps predictions
     as close to float32 ones as autocast alone. Weights assigned from a mapped checkpoint
     (``read_checkpoint(path, mmap=True)``) are thus never held twice, and the file is free
     once the checkpoint dict is dropped."""
-    layout = uses_channels_last(precision, device_type)
+    decision = resolve_layout(layout, precision, device_type)
+    cancel_probe(model)
     for module in model.modules():
-        fast_conv = layout and isinstance(module, torch.nn.Conv2d)
-        conv_dtype = torch.bfloat16 if fast_conv and precision == 'bf16' else torch.float32
+        conv = isinstance(module, torch.nn.Conv2d)
+        conv_dtype = torch.bfloat16 if conv and precision == 'bf16' else torch.float32
+        nhwc = conv and decision == 'channels_last'
         for param in module.parameters(recurse=False):
-            param.data = _inference_copy(param.data, conv_dtype, fast_conv)
+            param.data = _inference_copy(param.data, conv_dtype, nhwc)
         for name, buffer in module.named_buffers(recurse=False):
-            setattr(module, name, _inference_copy(buffer, conv_dtype, fast_conv))
+            setattr(module, name, _inference_copy(buffer, conv_dtype, nhwc))
+    if decision == PROBE:
+        LayoutProbe(model)
     return model
 
 
@@ -103,16 +94,17 @@ def _inference_copy(tensor: torch.Tensor, float_dtype: torch.dtype,
 
 
 @contextmanager
-def float32_nchw(model: torch.nn.Module, precision: str,
-                 device_type: str = 'cpu') -> Iterator[torch.nn.Module]:
+def float32_nchw(model: torch.nn.Module, precision: str, device_type: str = 'cpu',
+                 layout: str = 'auto') -> Iterator[torch.nn.Module]:
     """The model in float32 and NCHW for the block (e.g. for gradients: oneDNN's
-    channels-last backward is unsafe on CPU), then back as :func:`prepare_for_inference`
-    left it."""
+    channels-last backward is unsafe on CPU; a layout probe still waiting is put off), then
+    back as :func:`prepare_for_inference` left it."""
+    cancel_probe(model)
     model.float().to(memory_format=torch.contiguous_format)
     try:
         yield model
     finally:
-        prepare_for_inference(model, precision, device_type)
+        prepare_for_inference(model, precision, device_type, layout)
 
 
 def device_type() -> str:

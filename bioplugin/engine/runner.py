@@ -8,7 +8,8 @@ Configs select it with ``runner_type`` (``configs/_base_/bio_runtime.py``); MMEn
 
 Before MMEngine builds anything it resolves, on a copy of the config: the top-level
 ``data_root`` for splits without their own, ``num_workers='auto'`` and the other machine-dependent
-loader settings, ``precision='auto'``, gloo process groups for multi-process runs on CPUs, top-k
+loader settings, ``precision='auto'`` (``inference_layout`` is checked here and applied by the
+test run's ``InferenceLayoutHook``), gloo process groups for multi-process runs on CPUs, top-k
 accuracies larger than the class count, the data preprocessor's class count (Mixup / CutMix
 need it) from the head's, the config's numbers, and a writable work dir. The config's text is
 formatted once: MMEngine formats it (yapf, a quarter to half a second) for the log, the message
@@ -51,6 +52,7 @@ from .distributed import configure_distributed, main_process_first
 from .hooks.console_summary_hook import ConsoleSummaryHook
 from .hooks.eval_autocast_hook import EvalAutocastHook
 from .hooks.inference_layout_hook import InferenceLayoutHook
+from .inference_layout import check_layout
 from .optim_wrappers.state_layout import match_parameter_layout
 from .precision import apply_precision, channels_last, trains_channels_last
 from .pretrained import describe_initial_weights, resolve_pretrained, skip_pretrained
@@ -105,6 +107,7 @@ def resolve_config(cfg: Config) -> Config:
     check_config_numbers(cfg)
     resolve_loader_options(cfg)
     apply_precision(cfg)
+    check_layout(cfg.get('inference_layout', 'auto'))
     configure_distributed(cfg)
     num_classes = cfg.get('model', {}).get('head', {}).get('num_classes')
     if num_classes:
@@ -132,7 +135,8 @@ class BioRunner(Runner):
         self.weights_source = 'random initial weights'
         super().__init__(*args, **kwargs)
         self.precision = self.cfg.get('precision', 'fp32')
-        self.register_hook(InferenceLayoutHook(self.precision))
+        self.register_hook(InferenceLayoutHook(self.precision,
+                                               self.cfg.get('inference_layout', 'auto')))
         self.register_hook(EvalAutocastHook(self.precision))
         if self.console == 'summary':
             self.register_hook(ConsoleSummaryHook())

@@ -37,6 +37,11 @@ randomness = dict(seed=42, deterministic=False)
 
 # 'auto': bfloat16 autocast on CPUs with native bfloat16 (AVX512-BF16 / AMX) and on GPUs
 # (float16 + loss scaling where a GPU lacks bfloat16), float32 elsewhere; channels-last for
-# inference, and for training on GPUs. tools/train.py and tools/test.py --fp32 / --amp
-# override it
+# mixed-precision inference, and for training on GPUs. tools/train.py and tools/test.py
+# --fp32 / --amp override it
 precision = 'auto'
+# memory layout of the convolutions at inference: 'auto' (channels-last under mixed
+# precision; float32 on a CPU: whichever of NCHW and channels-last a short probe on the first
+# batch finds faster, cached per CPU, torch version and model in
+# ~/.cache/bioplugin/layout.json), or 'channels_last' / 'nchw' to pin one
+inference_layout = 'auto'

@@ -8,9 +8,9 @@ case warms caches for another. ``tools/benchmark.py`` is the command line; with 
     report = run_benchmark(BenchmarkSettings(config='configs/bio_resnext.py'), 'tmp/bench')
     print(format_text(report['rows']))
 """
-from .common import CASES, BenchmarkSettings
+from .common import CASES, DEFAULT_CASES, BenchmarkSettings
 from .report import build_rows, failures, format_markdown, format_text, write_json
 from .suite import run_benchmark
 
-__all__ = ['BenchmarkSettings', 'CASES', 'build_rows', 'failures', 'format_markdown',
-           'format_text', 'run_benchmark', 'write_json']
+__all__ = ['BenchmarkSettings', 'CASES', 'DEFAULT_CASES', 'build_rows', 'failures',
+           'format_markdown', 'format_text', 'run_benchmark', 'write_json']

@@ -14,11 +14,13 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from bioplugin.engine.precision import cpu_flags
+from bioplugin.engine.cpu_info import cpu_flags
 from bioplugin.models import build_model as build_classifier_model
 
-# 'amp': training against the plain loop with float16 autocast and loss scaling (GPUs only)
-CASES = ('aug', 'inference', 'fp32', 'onnx', 'training', 'amp', 'overhead')
+# 'amp': training against the plain loop with float16 autocast and loss scaling (GPUs only);
+# 'layout': BioClassifier's float32 CPU layouts against each other (not in a default run)
+CASES = ('aug', 'inference', 'fp32', 'onnx', 'layout', 'training', 'amp', 'overhead')
+DEFAULT_CASES = tuple(case for case in CASES if case != 'layout')
 # oneDNN kernels no wider than AVX2: how PyTorch runs on a CPU without AVX-512 or bfloat16
 AVX2_ONLY = {'ONEDNN_MAX_CPU_ISA': 'AVX2'}
 
@@ -29,14 +31,16 @@ class BenchmarkSettings:
 
     ``warmup`` counts untimed steps: images (augmentation), batches (inference) or iterations
     (training). Inference scores ``iters × batch_size`` images per repetition; training times
-    ``iters`` iterations after the warm-up and takes the median iteration.
+    ``iters`` iterations after the warm-up and takes the median iteration. Each side of a row
+    runs ``pairs`` times in fresh processes, alternating with the side it is compared with.
     """
 
     config: str = 'configs/bio_resnext.py'
     batch_size: int = 8
-    iters: int = 10
-    warmup: int = 2
-    repeats: int = 3
+    iters: int = 3
+    warmup: int = 1
+    repeats: int = 2
+    pairs: int = 5
     num_workers: int = 2
     device: str = 'cpu'
     image_size: Tuple[int, int] = (500, 375)
@@ -44,7 +48,7 @@ class BenchmarkSettings:
     aug_images: int = 64
     aug_threads: int = 1
     num_classes: int = 4
-    only: Tuple[str, ...] = CASES
+    only: Tuple[str, ...] = DEFAULT_CASES
     # ONNX rows: a trained checkpoint and its data (int8 agreement on its val images); by
     # default a randomly initialised model calibrated on the synthetic photos
     checkpoint: Optional[str] = None
@@ -153,6 +157,14 @@ def cpu_features(cpuinfo: str = '/proc/cpuinfo') -> Dict[str, bool]:
             'VNNI': bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} & flags),
             'bfloat16': bool({'avx512_bf16', 'amx_bf16', 'bf16'} & flags),
             'AMX': bool({'amx_tile', 'amx_bf16', 'amx_int8'} & flags)}
+
+
+def name_cpu(identity: Dict[str, str]) -> str:
+    """``'GenuineIntel, Intel(R) Xeon(R) Processor (family 6 model 143 stepping 8)'`` from
+    :func:`bioplugin.engine.cpu_info.cpu_identity`: vendor and model as the kernel names
+    them (a virtual machine may show a generic model name; the numbers tell it apart)."""
+    name = ', '.join(filter(None, (identity.get('vendor'), identity.get('model'))))
+    return f"{name} ({identity['family']})" if identity.get('family') else name
 
 
 def describe_cpu(features: Dict[str, bool]) -> str:

@@ -34,11 +34,12 @@ def _time_inference(score, settings: BenchmarkSettings, paths: Sequence[str]) ->
 
 
 def ours_inference(settings: BenchmarkSettings, checkpoint: str, paths: Sequence[str],
-                   precision: Optional[str] = None) -> dict:
-    """Images/s of ``BioClassifier(cfg, checkpoint).predict_scores``, and the precision the
-    classifier chose (``precision`` overrides the config's)."""
+                   precision: Optional[str] = None, layout: Optional[str] = None) -> dict:
+    """Images/s of ``BioClassifier(cfg, checkpoint).predict_scores``, and the precision and
+    layout the classifier chose (``precision`` and ``layout`` override the config's)."""
     cfg = load_config(settings.config, model_options(settings))
-    classifier = BioClassifier(cfg, checkpoint, device=settings.device, precision=precision)
+    classifier = BioClassifier(cfg, checkpoint, device=settings.device, precision=precision,
+                               inference_layout=layout)
     result = _time_inference(
         lambda images: classifier.predict_scores(images, settings.batch_size,
                                                  settings.num_workers),
