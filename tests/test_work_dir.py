@@ -96,9 +96,16 @@ def test_a_second_training_run_into_a_busy_work_dir_stops_at_once(data, tmp_path
     work_dir = tmp_path / 'shared'
     first = _start(data, work_dir)
     _wait_for_lock(work_dir, first)
-    started = time.monotonic()
-    second = run_tool(TRAIN, TINY_CONFIG, '--data-root', data, '--work-dir', str(work_dir),
-                      '--seed', '2', '--cfg-options', 'train_cfg.max_epochs=4')
+    # paused while the second run starts, so that it is still training when that one checks
+    # (a tiny run can otherwise end first); a paused process still holds its lock
+    first.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        second = run_tool(TRAIN, TINY_CONFIG, '--data-root', data, '--work-dir',
+                          str(work_dir), '--seed', '2', '--cfg-options',
+                          'train_cfg.max_epochs=4')
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert time.monotonic() - started < 60
     assert second.returncode == 2
     assert f'in use by another training run (process {first.pid} on' in second.stderr
