@@ -267,6 +267,53 @@ def test_error_gallery_orders_mistakes_and_risk_coverage_by_hand(tmp_path):
     assert error_gallery(right, []) is None
 
 
+def test_gradcam_finds_its_layer_on_backbones_other_than_resnet():
+    """A registered non-ResNet backbone (MobileNetV2): Grad-CAM explains its last
+    convolutional stage; a backbone without convolutions is one sentence."""
+    import types
+
+    import torch
+    from mmpretrain.registry import MODELS
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torch import nn
+
+    from bioplugin.analysis.gradcam import _Logits, last_backbone_stage
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='ImageClassifier', backbone=dict(type='MobileNetV2', widen_factor=0.5),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=1280))).eval()
+    layer = last_backbone_stage(model)
+    assert layer is model.backbone.conv2  # the 1x1 convolution after the last stage
+    with GradCAM(model=_Logits(model), target_layers=[layer]) as cam:
+        maps = cam(input_tensor=torch.rand(2, 3, 64, 64),
+                   targets=[ClassifierOutputTarget(0), ClassifierOutputTarget(2)])
+    assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and maps.max() > 0
+    linear = types.SimpleNamespace(backbone=nn.Sequential(nn.Flatten(), nn.Linear(12, 4)))
+    with pytest.raises(ConfigError, match='Grad-CAM needs a convolutional backbone'):
+        last_backbone_stage(linear)
+
+
+@pytest.mark.slow
+def test_a_report_whose_gradcam_fails_keeps_every_other_section(resumed_run, tmp_path,
+                                                                  monkeypatch):
+    def cannot_explain(*args, **kwargs):
+        raise ConfigError('Grad-CAM needs a convolutional backbone; Linear has no convolution '
+                          'layer to explain.')
+
+    monkeypatch.setattr('bioplugin.analysis.report.explain_predictions', cannot_explain)
+    path = write_report(resumed_run['work_dir'], out_dir=str(tmp_path / 'report'),
+                        gradcam_images=2)
+    page = open(path).read()
+    assert 'not drawn: Grad-CAM needs a convolutional backbone' in page
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert 'gradcam.png' not in linked
+    for name in ('training_curves.png', 'confusion_matrix.png', 'per_class.png',
+                 'risk_coverage.png'):
+        assert name in linked, name
+
+
 def test_gradcam_tool_explains_val_mistakes(tmp_path):
     from helpers import GOLDEN, tool_main
     status, stdout, stderr = tool_main(

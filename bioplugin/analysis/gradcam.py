@@ -23,13 +23,33 @@ class _Logits(nn.Module):
         return self.classifier(inputs, mode='tensor')
 
 
+def _has_conv(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
 def last_backbone_stage(model) -> nn.Module:
-    """The last residual stage of an MMPretrain ResNet / ResNeXt backbone."""
+    """The layer Grad-CAM explains: the last residual stage of an MMPretrain ResNet /
+    ResNeXt backbone; on any other backbone (timm, torchvision, registered ones) the last of
+    its parts that holds a convolution, looking through wrappers of one part (a timm model
+    inside ``TIMMBackbone``) and into the stage lists of the rest (``blocks``, ``stages``)."""
     backbone = model.backbone
-    if not hasattr(backbone, 'res_layers'):
-        raise ConfigError(f'Grad-CAM needs a ResNet-family backbone, not '
-                          f'{type(backbone).__name__}.')
-    return getattr(backbone, backbone.res_layers[-1])
+    if hasattr(backbone, 'res_layers'):
+        return getattr(backbone, backbone.res_layers[-1])
+    if not _has_conv(backbone):
+        raise ConfigError(f'Grad-CAM needs a convolutional backbone; {type(backbone).__name__} '
+                          'has no convolution layer to explain.')
+    layer = backbone
+    while True:
+        parts = [child for child in layer.children() if _has_conv(child)]
+        if not parts:
+            return layer  # a convolution itself
+        last = parts[-1]
+        if isinstance(last, (nn.Sequential, nn.ModuleList)):  # the stages: the last one
+            stages = [child for child in last.children() if _has_conv(child)]
+            return stages[-1] if stages else last
+        if len(parts) > 1:
+            return last
+        layer = last  # a wrapper of one part
 
 
 def most_confident_mistakes(predictions: pd.DataFrame, count: int = 8) -> pd.DataFrame:

@@ -8,12 +8,14 @@ sample, its abundance table) and, with a taxonomy, accuracy and confusions at hi
 import glob
 import html
 import json
+import logging
 import os
 import os.path as osp
 import time
 from typing import Optional
 
 import numpy as np
+from mmengine.logging import print_log
 
 from ..apis import BioClassifier, evaluate, load_config, work_dir_config
 from ..apis.calibrate import review_summary
@@ -202,9 +204,15 @@ def write_report(work_dir: str, config: Optional[str] = None, checkpoint: Option
     atomic_write(osp.join(out_dir, 'model_stats.json'), json.dumps(stats, indent=2))
     # Grad-CAM needs gradients: the Python API's model, not the test loop's
     classifier = BioClassifier(cfg, evaluation['checkpoint'], device=device)
-    files['gradcam_png'] = save_figure(
-        explain_predictions(classifier, predictions, gradcam_images),
-        osp.join(out_dir, 'gradcam.png'))
+    try:
+        files['gradcam_png'] = save_figure(
+            explain_predictions(classifier, predictions, gradcam_images),
+            osp.join(out_dir, 'gradcam.png'))
+    except (BioPluginError, RuntimeError, ValueError) as error:
+        # a model Grad-CAM cannot explain loses this figure, not the report
+        notes['gradcam_png'] = f'not drawn: {error}'
+        print_log(f'Report: the Grad-CAM figure is not drawn ({error}); every other section '
+                  'is.', logger='current', level=logging.WARNING)
     gallery = error_gallery(predictions, classifier.test_pipeline_cfg, gallery_images)
     if gallery is not None:
         files['errors_png'] = save_figure(gallery, osp.join(out_dir, 'error_gallery.png'))
@@ -316,8 +324,10 @@ def _html(work_dir, classifier, evaluation, confusion, curves, stats, files, out
         """The figure ``key`` with its caption and what it leaves out (``notes``)."""
         if (notes or {}).get(key):
             caption = f'{caption} ({notes[key]})'
+        if key not in files:  # a figure that could not be drawn says why
+            return f'<p><em>{html.escape(caption)}</em></p>' if (notes or {}).get(key) else ''
         return (f'<figure><img src="{link(key)}" alt="{html.escape(caption)}">'
-                f'<figcaption>{html.escape(caption)}</figcaption></figure>') if key in files else ''
+                f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
     metrics = evaluation['metrics']
     metric_rows = [(DISPLAY_NAMES.get(k, k), f'{v:.2f}') for k, v in metrics.items()]
