@@ -163,10 +163,12 @@ def test_convert_tool_reports_taken_and_dropped_keys(torchvision_resnext, tmp_pa
 
 def test_freeze_stages_and_head_lr_multiplier(tmp_path):
     from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
 
     from bioplugin.apis import build_train_config
     from helpers import TINY_CONFIG
     cfg = build_train_config(TINY_CONFIG, freeze_stages=2, head_lr_mult=10)
+    init_default_scope(cfg.default_scope)  # as the Runner does
     model = build_model(cfg)
     model.init_weights()
     model.train()
@@ -186,3 +188,38 @@ def test_freeze_stages_and_head_lr_multiplier(tmp_path):
     assert not torch.equal(before['layer3.0.conv1.weight'], after['layer3.0.conv1.weight'])
     with pytest.raises(ConfigError, match='between -1'):
         build_train_config(TINY_CONFIG, freeze_stages=7)
+
+
+def test_head_lr_multiplier_is_by_module_not_by_name():
+    """A backbone parameter whose name contains "head" (EfficientNet's ``conv_head``) keeps
+    the base learning rate; MMEngine's substring ``custom_keys`` would have sped it up."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    from bioplugin.apis import build_train_config
+    from helpers import TINY_CONFIG
+    cfg = build_train_config(TINY_CONFIG, head_lr_mult=10)
+    assert cfg.optim_wrapper.constructor == 'ModuleLrMultConstructor'
+    init_default_scope(cfg.default_scope)
+    model = build_model(cfg)
+    model.backbone.conv_head = torch.nn.Conv2d(64, 64, 1)  # a backbone part named like a head
+    base = cfg.optim_wrapper.optimizer.lr
+
+    def lr_of(optim_wrapper, parameter):
+        return next(group['lr'] for group in optim_wrapper.optimizer.param_groups
+                    if any(p is parameter for p in group['params']))
+
+    by_module = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert lr_of(by_module, model.backbone.conv_head.weight) == pytest.approx(base)
+    assert lr_of(by_module, model.backbone.conv1.weight) == pytest.approx(base)
+    head = list(model.head.parameters())
+    assert head and all(lr_of(by_module, p) == pytest.approx(10 * base) for p in head)
+    by_name = build_optim_wrapper(model, dict(
+        cfg.optim_wrapper, constructor='DefaultOptimWrapperConstructor',
+        paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10.)})))
+    assert lr_of(by_name, model.backbone.conv_head.weight) == pytest.approx(10 * base)
+    for bad, message in ((dict(heads=2.), 'names heads, not a module of the model'),
+                         (dict(head=0), 'must be a positive number')):
+        with pytest.raises(ConfigError, match=message):
+            build_optim_wrapper(model, dict(cfg.optim_wrapper,
+                                            paramwise_cfg=dict(module_lr_mult=bad)))

@@ -12,10 +12,12 @@ def set_finetuning(cfg: Config, freeze_stages: Optional[int] = None,
     """The usual fine-tuning knobs, written into the config.
 
     ``freeze_stages=N`` freezes the stem and the first N backbone stages (``0``: stem only);
-    ``head_lr_mult=M`` trains the head with M times the base learning rate. In a config::
+    ``head_lr_mult=M`` trains the model's ``head`` module (and no parameter of another module
+    whose name merely contains "head") with M times the base learning rate. In a config::
 
         model = dict(backbone=dict(frozen_stages=2))
-        optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10.)}))
+        optim_wrapper = dict(constructor='ModuleLrMultConstructor',
+                             paramwise_cfg=dict(module_lr_mult=dict(head=10.)))
     """
     if freeze_stages is not None:
         num_stages = cfg.model.backbone.get('num_stages', 4)
@@ -25,9 +27,15 @@ def set_finetuning(cfg: Config, freeze_stages: Optional[int] = None,
     if head_lr_mult is not None:
         if head_lr_mult <= 0:
             raise ConfigError('--head-lr-mult must be positive.')
+        constructor = cfg.optim_wrapper.get('constructor', 'DefaultOptimWrapperConstructor')
+        if constructor not in ('DefaultOptimWrapperConstructor', 'ModuleLrMultConstructor'):
+            raise ConfigError(f'--head-lr-mult sets optim_wrapper.constructor='
+                              f"'ModuleLrMultConstructor', but the config uses {constructor!r}; "
+                              'set the head\'s learning rate in the config instead.')
         paramwise = dict(cfg.optim_wrapper.get('paramwise_cfg') or {})
-        paramwise['custom_keys'] = dict(paramwise.get('custom_keys') or {},
-                                        head=dict(lr_mult=head_lr_mult))
+        paramwise['module_lr_mult'] = dict(paramwise.get('module_lr_mult') or {},
+                                           head=head_lr_mult)
+        cfg.optim_wrapper.constructor = 'ModuleLrMultConstructor'
         cfg.optim_wrapper.paramwise_cfg = paramwise
 
 
