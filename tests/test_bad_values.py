@@ -187,3 +187,16 @@ def test_images_in_sub_folders_of_test_are_named_not_skipped_silently(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (f"warning: 1 image(s) in sub-folders of '{data}/test' are not predicted"
             in result.stdout)
+
+
+@pytest.mark.slow
+def test_resuming_with_other_parameter_groups_is_one_line(tiny_data, tmp_path):
+    from helpers import train_tiny
+    work_dir = tmp_path / 'groups'
+    started = train_tiny(tiny_data, work_dir, '--head-lr-mult', '10', epochs=1)
+    assert started.returncode == 0, started.stderr[-2000:]
+    resumed = train_tiny(tiny_data, work_dir, '--resume', epochs=2)
+    assert_one_line_error(resumed.returncode, resumed.stderr, 'other parameter groups',
+                          'resume with the options it started with')
+    again = train_tiny(tiny_data, work_dir, '--resume', '--head-lr-mult', '10', epochs=2)
+    assert again.returncode == 0, again.stderr[-2000:]

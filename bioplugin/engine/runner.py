@@ -337,6 +337,21 @@ class BioRunner(Runner):
                 self.logger.info(f'Optimizer state: {copied} tensors given the memory layout '
                                  'of their parameters.')
 
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """MMEngine's resume; an optimizer state of other parameter groups than this config
+        builds (another ``--head-lr-mult`` / ``--freeze-stages`` / ``paramwise_cfg``) is one
+        sentence."""
+        try:
+            super().resume(filename, *args, **kwargs)
+        except ValueError as error:
+            if 'parameter group' not in str(error):
+                raise
+            raise CheckpointError(
+                f'{filename!r} holds the optimizer state of other parameter groups than this '
+                'config builds (--head-lr-mult, --freeze-stages or optim_wrapper.paramwise_cfg '
+                'differ from the run\'s start); resume with the options it started with.'
+            ) from None
+
     def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
                         revise_keys=[(r'^module.', '')]):
         """MMEngine's ``Runner.load_checkpoint`` on the one mapped read of the file, after
