@@ -20,7 +20,7 @@ from bioplugin.apis.image_inputs import ImageListDataset
 from bioplugin.models import load_trained_model
 from bioplugin.deploy import export_onnx, parse_metadata
 from bioplugin.errors import CheckpointError, ConfigError
-from helpers import GOLDEN, REPO, TINY_CONFIG, tool_main
+from helpers import GOLDEN, REPO, TINY_CONFIG, run_tool, tool_main
 
 CHECKPOINT = osp.join(GOLDEN, 'tiny_epoch_2.pth')
 DATA = osp.join(GOLDEN, 'data')
@@ -122,6 +122,26 @@ def test_csv_from_onnx_matches_csv_from_checkpoint(exported, tmp_path, split_arg
     pd.testing.assert_frame_equal(from_onnx[labels], from_checkpoint[labels])
     np.testing.assert_allclose(from_onnx[scores].astype(float), from_checkpoint[scores].astype(float),
                                atol=1e-4, rtol=0)
+
+
+def test_an_onnx_model_needs_none_of_the_configs_custom_imports(exported, tmp_path):
+    """A config whose custom_imports name a backbone package that is not installed predicts
+    with the exported file (the graph holds the model) and says what it left out; with the
+    checkpoint, which needs that code, it is one sentence."""
+    config = tmp_path / 'custom_backbone.py'
+    config.write_text(f'_base_ = [{TINY_CONFIG!r}]\n'
+                      "custom_imports = dict(imports=['bioplugin', 'specimen_backbones_x'], "
+                      'allow_failed_imports=False)\n')
+    # a process of its own: the warning goes to the console MMEngine's logger writes to
+    result = run_tool(osp.join('tools', 'test.py'), str(config), exported['fp32'], '--csv',
+                      str(tmp_path / 'p.csv'), '--data-root', DATA, '--work-dir', str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(read_csv(tmp_path / 'p.csv')) > 0
+    assert "'specimen_backbones_x' cannot be imported" in result.stdout + result.stderr
+    status, _, stderr = tool_main('test.py', config, CHECKPOINT, '--data-root', DATA,
+                                  '--work-dir', tmp_path / 'pth')
+    assert status == 2 and stderr.startswith('error: ') and 'specimen_backbones_x' in stderr
+    assert 'Traceback' not in stderr
 
 
 def test_evaluation_with_onnx_file(exported, tmp_path):

@@ -102,7 +102,8 @@ def main(argv=None) -> int:
             print('error: --group-file goes with --adapt-priors.', file=sys.stderr)
             return 2
         cfg = build_test_config(
-            load_config(args.config, args.cfg_options, args.work_dir, args.data_root),
+            load_config(args.config, args.cfg_options, args.work_dir, args.data_root,
+                        model_file=args.checkpoint),
             args.checkpoint, split=args.split, csv=args.csv, tta=args.tta, topk=args.topk,
             class_names=args.class_names, include_index=args.include_index,
             full_name=args.full_name, precision=precision_choice(args),

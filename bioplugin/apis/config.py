@@ -3,14 +3,18 @@
 components it names (``BioRunner`` and the rest), not here."""
 import difflib
 import glob
+import importlib
+import logging
 import os.path as osp
 from typing import Optional, Sequence
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from mmpretrain.registry import DATASETS
 
 from ..datasets.loader_options import DATALOADERS, SPLITS
+from ..deploy.runtimes import is_onnx_file
 from ..engine.config_values import check_config_numbers
 from ..engine.runner import apply_data_root
 from ..engine.work_dir import holds_a_run, read_run_record
@@ -20,8 +24,13 @@ from ..errors import ConfigError
 def load_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
-                data_root: Optional[str] = None) -> Config:
+                data_root: Optional[str] = None,
+                model_file: Optional[str] = None) -> Config:
     """Read ``config`` and merge ``--cfg-options``.
+
+    - ``model_file``: the model the config will run. An exported ``.onnx`` file needs none of
+      the modules the config's ``custom_imports`` name for its model (a backbone's code): one
+      that cannot be imported is a warning, not an error.
 
     - ``data_root`` given here (or as a ``--cfg-options`` key) becomes the data root of every
       split; a split's own ``data_root`` in ``cfg_options`` still wins. Splits without one
@@ -33,14 +42,17 @@ def load_config(config: str,
     """
     if not osp.isfile(config):
         raise ConfigError(f'Config file {config!r} does not exist.')
+    onnx_model = model_file is not None and is_onnx_file(model_file)
     try:
-        cfg = Config.fromfile(config)
+        cfg = Config.fromfile(config, import_custom_modules=not onnx_model)
     except (SyntaxError, ValueError, TypeError, KeyError, NameError, ImportError) as error:
         raise ConfigError(
             f'Config file {config!r} cannot be read ({type(error).__name__}: '
             f'{str(error).splitlines()[0][:120] if str(error) else "damaged"}); if a run saved '
             'it, pass the config you trained with (e.g. configs/bio_resnext.py) with '
             '--work-dir.') from None
+    if onnx_model:
+        import_what_an_onnx_model_can(cfg, model_file)
     saved_in = osp.dirname(osp.abspath(config))
     if not holds_a_run(saved_in):
         saved_in = None
@@ -59,6 +71,18 @@ def load_config(config: str,
         'work_dirs', osp.splitext(osp.basename(config))[0])
     check_config_numbers(cfg)
     return cfg
+
+
+def import_what_an_onnx_model_can(cfg: Config, model_file: str) -> None:
+    """The config's ``custom_imports``, each on its own; one that fails is a warning: the ONNX
+    graph holds the model, and what the test pipeline needs comes with bioplugin."""
+    for name in (cfg.get('custom_imports') or {}).get('imports', []):
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            print_log(f'custom_imports: {name!r} cannot be imported ({error}); '
+                      f'{osp.basename(model_file)} does not need it.', logger='current',
+                      level=logging.WARNING)
 
 
 def resolve_against_run_folder(cfg: Config, work_dir: str) -> None:

@@ -76,7 +76,8 @@ class BioClassifier:
                  backend: str = 'onnxruntime',
                  raw_scores: bool = False,
                  inference_layout: Optional[str] = None):
-        self.cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
+        self.cfg = (config if isinstance(config, Config)
+                    else load_config(config, cfg_options, model_file=checkpoint))
         # nested transforms (TestTimeAug) are built from the default scope's registry
         init_default_scope(self.cfg.get('default_scope', 'mmpretrain'))
         self.device = torch.device(device or device_type())

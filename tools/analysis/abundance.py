@@ -59,7 +59,8 @@ def main(argv=None) -> int:
             print('error: --bootstrap must be 0 or more and --level in (0, 1).',
                   file=sys.stderr)
             return 2
-        classifier = BioClassifier(load_config(args.config, data_root=args.data_root),
+        classifier = BioClassifier(load_config(args.config, data_root=args.data_root,
+                                               model_file=args.checkpoint),
                                    args.checkpoint, precision=precision_choice(args),
                                    trust_checkpoint=args.trust_checkpoint,
                                    backend=args.backend)
