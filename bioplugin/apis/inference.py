@@ -24,7 +24,8 @@ from ..errors import ConfigError, DatasetError
 from ..evaluation.abundance import abundance_table, read_group_file, val_reference
 from ..evaluation.model_facts import ModelFacts
 from ..evaluation.quantification import DEFAULT_METHOD, LEVEL
-from ..evaluation.post_processor import PostProcessor, sample_outputs, stack_outputs
+from ..evaluation.post_processor import (PostProcessor, sample_outputs, stack_outputs,
+                                         unknown_flags)
 from ..evaluation.prediction_table import image_names
 from ..evaluation.taxonomy import CONFIDENT
 from ..models import load_trained_model
@@ -225,8 +226,8 @@ class BioClassifier:
         logits = outputs['logits']
         unknown = post_processor.unknown_scores(logits, outputs['features'],
                                                 outputs['unknown_scores'])
-        flagged = (None if unknown is None else
-                   np.nan_to_num(unknown, nan=-np.inf) > post_processor.unknown_threshold)
+        flagged = (None if unknown is None
+                   else unknown_flags(unknown, post_processor.unknown_threshold))
         table = abundance_table(post_processor.scores(logits), flagged, val, self.classes,
                                 groups, method, bootstrap, seed, level)
         table.attrs['warnings'] = warnings + table.attrs['warnings']

@@ -150,7 +150,7 @@ class PostProcessor:
         priors = None
         if self.val is not None:
             flagged = (np.zeros(len(scores), bool) if unknown is None
-                       else np.nan_to_num(unknown, nan=-np.inf) > self.unknown_threshold)
+                       else unknown_flags(unknown, self.unknown_threshold))
             scores, priors = adapt_to_groups(
                 scores, ~np.isnan(scores).any(1) & ~flagged,
                 source_priors(self.val, len(self.classes)), self.classes, groups)
@@ -173,13 +173,18 @@ class PostProcessor:
         return list(self.facts.notes)
 
 
+def unknown_flags(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Which images are flagged unknown: an unknown score above ``threshold``. An unreadable
+    image (NaN score) is not flagged: its ``status`` says why it has no prediction."""
+    return np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf) > threshold
+
+
 def add_unknown_columns(frame: pd.DataFrame, scores: np.ndarray, threshold: float,
                         unknown_label: Optional[str] = None) -> pd.DataFrame:
-    """``unknown`` (True above ``threshold``) and ``unknown_score`` columns; with
-    ``unknown_label`` that name replaces ``pred_label`` of the unknown rows. An unreadable
-    image (NaN score) is not flagged: its ``status`` says why it has no prediction."""
+    """``unknown`` (:func:`unknown_flags`) and ``unknown_score`` columns; with
+    ``unknown_label`` that name replaces ``pred_label`` of the unknown rows."""
     scores = np.asarray(scores, np.float64)
-    unknown = np.nan_to_num(scores, nan=-np.inf) > threshold
+    unknown = unknown_flags(scores, threshold)
     frame['unknown'] = unknown
     frame['unknown_score'] = scores
     if unknown_label is not None:
