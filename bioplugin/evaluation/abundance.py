@@ -65,6 +65,15 @@ def read_group_file(path: str, images: Sequence[str]) -> tuple:
     return groups, warnings
 
 
+def group_masks(groups: Optional[Sequence[str]], count: int):
+    """``(group, mask)`` for each group of ``count`` images in the order of its first image
+    (``groups``: one label per image; None: all images are one group, ``''``)."""
+    labels = (np.full(count, '', dtype=object) if groups is None
+              else np.array([str(group) for group in groups], dtype=object))
+    for group in dict.fromkeys(labels.tolist()):
+        yield group, labels == group
+
+
 def largest_remainder(proportions: np.ndarray, total: int) -> np.ndarray:
     """Whole counts in ``proportions`` of ``total`` that add up to ``total``."""
     if total == 0 or np.isnan(proportions).any():
@@ -116,10 +125,8 @@ def abundance_table(scores: np.ndarray, unknown: Optional[np.ndarray], val: dict
                else np.asarray(unknown, bool) & ~unreadable)
     if unreadable.all():
         raise DatasetError(f'None of the {len(scores)} images could be read: nothing to count.')
-    labels = ['' for _ in range(len(scores))] if groups is None else [str(g) for g in groups]
     frames, warnings = [], []
-    for group in dict.fromkeys(labels):
-        mine = np.array([label == group for label in labels])
+    for group, mine in group_masks(groups, len(scores)):
         for name in methods:
             frame, said = group_rows(scores, mine & ~unreadable & ~unknown, mine & unknown,
                                      mine & unreadable, val, classes, name, bootstrap, seed,
@@ -145,12 +152,10 @@ def adapt_to_groups(scores: np.ndarray, counted: np.ndarray, source_priors: np.n
     ``source_priors``. Returns ``(adapted scores, record)``: the record holds the
     ``source_priors`` and, per group, its ``images``, ``counted`` and ``priors``."""
     scores = np.asarray(scores, np.float64)
-    labels = ['' for _ in range(len(scores))] if groups is None else [str(g) for g in groups]
     adapted = scores.copy()
     record = dict(method='em', source_priors=dict(zip(classes, map(float, source_priors))),
                   groups={})
-    for group in dict.fromkeys(labels):
-        mine = np.array([label == group for label in labels])
+    for group, mine in group_masks(groups, len(scores)):
         use = mine & counted
         if use.any():
             priors, iterations = em_priors(scores[use], source_priors)
