@@ -91,9 +91,12 @@ def test_torchvision_weights_load_as_they_are_without_a_converted_copy(torchvisi
     cfg = Config.fromfile(RECIPE_CONFIG)
     cfg.model.backbone.init_cfg.checkpoint = path
     model = build_model(cfg)
-    resolve_pretrained(model)
-    # the keys already are the backbone's: MMEngine's Pretrained reads the file without prefix
-    assert model.backbone.init_cfg == dict(type='Pretrained', checkpoint=path)
+    assert resolve_pretrained(model) == {'model.backbone.init_cfg': path}
+    # loaded, checked, and left alone by init_weights (which would redraw a ResNet's weights)
+    assert model.backbone.is_init
+    model.init_weights()
+    torch.testing.assert_close(model.backbone.layer4[2].conv3.weight,
+                               torchvision_resnext.layer4[2].conv3.weight)
     assert not osp.exists(osp.join(torch.hub.get_dir(), 'checkpoints'))
 
 
@@ -156,7 +159,7 @@ def test_convert_tool_reports_taken_and_dropped_keys(torchvision_resnext, tmp_pa
     torch.save(torchvision_resnext.state_dict(), source)
     result = run_tool(osp.join('tools', 'convert_weights.py'), source, output)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert ('torchvision layout: 624 tensors taken, dropped fc.bias, fc.weight, missing none'
+    assert ('keys as they are: 624 tensors taken, dropped fc.bias, fc.weight, missing none'
             in result.stdout)
     _assert_same_features(_recipe_with_weights(output), torchvision_resnext)
 

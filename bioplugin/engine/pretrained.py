@@ -2,11 +2,14 @@
 
 A ``Pretrained`` ``init_cfg`` names its checkpoint by a known name (:data:`KNOWN_CHECKPOINTS`),
 MMEngine's ``torchvision://<model>[.<weights>]`` (``torchvision://resnext50_32x4d.imagenet1k_v2``),
-a URL or a local path. Before the weights are initialised, ``BioRunner`` turns each into a local
-file — a URL is downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) with
-the sha256 prefix of its file name checked —, checks it key by key against the backbone that was
-built, and lets MMEngine's own ``Pretrained`` initialiser load it (``prefix='backbone'`` for
-MMPretrain checkpoints, none for torchvision's, whose keys already are the backbone's).
+a URL or a local path, for any backbone (a registered one, ``TIMMBackbone``, ``TorchvisionBackbone``).
+Before the weights are initialised, ``BioRunner`` turns each into a local file — a URL is
+downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``) with the sha256
+prefix of its file name checked —, matches its keys to the module's whatever their layout
+(:mod:`.weight_conversion`: MMPretrain's ``backbone.`` prefix, torchvision's and timm's bare
+keys, ``TIMMBackbone``'s ``timm_model.`` wrapper; the ImageNet classifier dropped), stops with
+one sentence naming any missing, unknown or reshaped tensor, and loads them. ``prefix`` is
+optional: it is tried first.
 ``if_unavailable='scratch'`` trains from scratch, with one log line saying so, when the weights
 can be neither found nor downloaded::
 
@@ -26,8 +29,7 @@ from mmengine.runner.checkpoint import get_torchvision_models
 from torch import nn
 
 from ..errors import CheckpointError
-from .checkpoint_io import read_checkpoint
-from .weight_conversion import backbone_state_dict, check_backbone_weights, describe
+from .weight_conversion import checked_weights, describe
 
 # Published ImageNet-1k checkpoints of ResNeXt101_32x8d (top-1 as published).
 KNOWN_CHECKPOINTS = {
@@ -109,10 +111,8 @@ def local_checkpoint(checkpoint: str, key: str = 'model.backbone.init_cfg') -> s
 
 
 def prepare_pretrained(module: BaseModule, key: str) -> Optional[str]:
-    """Point ``module.init_cfg`` at a checked local file; returns it (None: from scratch).
-
-    For a backbone initialised with ``prefix='backbone'`` the weights are checked against the
-    module key by key; torchvision and bare layouts are loaded without a prefix.
+    """Load ``module``'s pretrained weights, checked key by key; returns the local file (None:
+    from scratch). The model's ``init_weights`` then leaves ``module`` as it is.
     """
     init_cfg = dict(module.init_cfg)
     fallback = init_cfg.pop('if_unavailable', 'error')
@@ -132,15 +132,12 @@ def prepare_pretrained(module: BaseModule, key: str) -> Optional[str]:
                   level=logging.WARNING)
         module.init_cfg = None
         return None
-    if init_cfg.get('prefix') == 'backbone' and key.endswith('backbone.init_cfg'):
-        weights, report = backbone_state_dict(read_checkpoint(path, mmap=True))
-        check_backbone_weights(module, weights, path)
-        if report.source_format != 'mmpretrain':  # keys are the backbone's own
-            init_cfg.pop('prefix')
-        print_log(f'{key}: ImageNet weights {path} ({describe(report)})', logger='current')
-    else:
-        print_log(f'{key}: pretrained weights {path}', logger='current')
+    weights, report = checked_weights(path, module, init_cfg.get('prefix'))
+    module.load_state_dict(weights, strict=False)  # checked: only BatchNorm step counters
+    # the weights are in place: the model's init_weights leaves this module as it is
+    module._is_init = True
     module.init_cfg = dict(init_cfg, checkpoint=path)
+    print_log(f'{key}: pretrained weights {path} ({describe(report)})', logger='current')
     return path
 
 
