@@ -22,7 +22,7 @@ train_pipeline = [
          scaling_ratio_range=(0.9, 1.1)),
     dict(type='BioColorJitter', brightness=0.15, contrast=0.15, saturation=0.15, hue=0.1),
     dict(type='RandomErasing', erase_prob=0.2, min_area_ratio=0.02, max_area_ratio=0.1,
-         mode='const', fill_color=(103.53, 116.28, 123.675)),
+         mode='const', fill_color='mean'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [

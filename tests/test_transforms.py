@@ -9,6 +9,7 @@ from mmcv.transforms import Compose
 from mmengine.config import Config
 
 from bioplugin.datasets.transforms import BioColorJitter, BioRandomAffine
+from bioplugin.errors import ConfigError
 from mmpretrain.registry import TRANSFORMS
 
 from helpers import RECIPE_CONFIG
@@ -16,7 +17,11 @@ from helpers import RECIPE_CONFIG
 
 @pytest.fixture(scope='module')
 def recipe():
-    return Config.fromfile(RECIPE_CONFIG)
+    """The recipe as declared, its fill values resolved as BioRunner resolves them."""
+    from bioplugin.datasets.normalisation_fill import apply_fill_mean
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    apply_fill_mean(cfg)
+    return cfg
 
 
 def test_train_pipeline_holds_the_recipe_operations(recipe):
@@ -34,14 +39,35 @@ def test_train_pipeline_holds_the_recipe_operations(recipe):
     erasing = steps['RandomErasing']
     assert (erasing['erase_prob'], erasing['min_area_ratio'], erasing['max_area_ratio']) == (
         0.2, 0.02, 0.1)
-    # erasing fills the mean colour, which normalisation maps to 0 (torchvision's value=0)
-    assert list(erasing['fill_color']) == recipe.data_preprocessor.mean[::-1]
+    # erasing fills the preprocessor's mean colour, which normalisation maps to 0
+    # (torchvision's value=0); the value is declared once, in the preprocessor
+    assert Config.fromfile(RECIPE_CONFIG).train_pipeline[3]['fill_color'] == 'mean'
+    assert erasing['fill_color'] == recipe.data_preprocessor.mean[::-1]
     assert recipe.data_preprocessor.std == [58.395, 57.12, 57.375]
     assert recipe.data_preprocessor.to_rgb is True
     test_types = [step['type'] for step in recipe.test_pipeline]
     assert test_types == ['BioLoadImage', 'ResizeEdge', 'CenterCrop', 'PackInputs']
     assert recipe.test_pipeline[1]['scale'] == 256 and recipe.test_pipeline[1]['edge'] == 'short'
     assert recipe.test_pipeline[2]['crop_size'] == 224
+
+
+def test_erasing_fills_whatever_mean_the_preprocessor_declares(recipe, tmp_path):
+    from bioplugin.engine.runner import resolve_config
+
+    def resolved_fill(cfg):
+        steps = resolve_config(cfg).train_dataloader.dataset.pipeline
+        return next(step['fill_color'] for step in steps if step['type'] == 'RandomErasing')
+
+    cfg = Config.fromfile(RECIPE_CONFIG)
+    cfg.work_dir = str(tmp_path / 'work')
+    assert resolved_fill(cfg) == [103.53, 116.28, 123.675]  # BGR: images load as BGR
+    cfg.data_preprocessor = dict(mean=[127.5, 127.5, 127.5], std=[127.5] * 3, to_rgb=True)
+    assert resolved_fill(cfg) == [127.5] * 3
+    cfg.data_preprocessor = dict(mean=[10, 20, 30], std=[1, 1, 1], to_rgb=False)
+    assert resolved_fill(cfg) == [10.0, 20.0, 30.0]
+    cfg.data_preprocessor = dict(to_rgb=True)
+    with pytest.raises(ConfigError, match="fill_color='mean' needs the mean of data_preprocessor"):
+        resolve_config(cfg)
 
 
 def build_pipeline(steps):

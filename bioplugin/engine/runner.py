@@ -39,6 +39,7 @@ from mmengine.runner.checkpoint import load_state_dict
 
 from ..datasets.class_balance import resolve_class_weights
 from ..datasets.loader_options import DATALOADERS, resolve_loader_options
+from ..datasets.normalisation_fill import apply_fill_mean
 from ..errors import CheckpointError, ConfigError
 from ..evaluation.metrics_report import fit_topk
 from ..evaluation.model_facts import ModelFacts
@@ -104,6 +105,7 @@ def resolve_config(cfg: Config) -> Config:
     cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg)))
     cfg = ResolvedConfig.of(cfg)
     apply_data_root(cfg)
+    apply_fill_mean(cfg)
     check_config_numbers(cfg)
     resolve_loader_options(cfg)
     apply_precision(cfg)

@@ -18,9 +18,9 @@ train_pipeline = [
     dict(type='BioRandomResizedAffine', scale=224, crop_ratio_range=(0.7, 1.0), flip_prob=0.5,
          max_rotate_degree=20, max_translate_ratio=0.1, scaling_ratio_range=(0.9, 1.1)),
     dict(type='BioColorJitter', brightness=0.15, contrast=0.15, saturation=0.15, hue=0.1),
-    # erase with the mean colour (BGR), i.e. value 0 after normalisation
+    # erase with the data preprocessor's mean colour, i.e. value 0 after normalisation
     dict(type='RandomErasing', erase_prob=0.2, min_area_ratio=0.02, max_area_ratio=0.1,
-         mode='const', fill_color=mean_rgb[::-1]),
+         mode='const', fill_color='mean'),
     dict(type='PackInputs'),
 ]
 
