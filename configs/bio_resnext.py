@@ -25,6 +25,10 @@ model = dict(
         in_channels=2048,
         hidden_channels=512,
         dropout=(0.3, 0.5),
+        # the last Linear layer (the logits) starts from N(0, 0.01²): training starts at a loss
+        # of ln C; None draws it Kaiming fan-out like the first layer (logits with a standard
+        # deviation near 9, a first loss near 20; docs/small-data.md measures both)
+        classifier_std=0.01,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         topk=(1, 5),
     ),

@@ -1,5 +1,6 @@
-"""configs/bio_resnext_plus.py: what it changes, that every component is registered, and that
-it trains and resumes (with Mixup / CutMix batches, which draw from numpy's global generator)."""
+"""The recipe's head initialisation, the ablation configs (what each changes, every component
+registered) and Mixup / CutMix batches training and resuming (they draw from numpy's global
+generator)."""
 import math
 import os
 import os.path as osp
@@ -14,12 +15,10 @@ from mmpretrain import registry
 from helpers import (REPO, TINY_CONFIG, assert_same_weights, final_weights, run_logs,
                      train_tiny)
 
-PLUS = osp.join(REPO, 'configs', 'bio_resnext_plus.py')
 REFERENCE = osp.join(REPO, 'configs', 'bio_resnext.py')
 DEMO = osp.join(REPO, 'configs', 'bio_resnext50_plankton_cpu.py')
-DEMO_PLUS = osp.join(REPO, 'configs', 'bio_resnext_plus_ablation', 'plankton_cpu_head_std.py')
-ABLATIONS = osp.join(REPO, 'configs', 'bio_resnext_plus_ablation')
-TINY_PLUS = osp.join(REPO, 'tests', 'configs', 'bio_tiny_plus.py')
+ABLATIONS = osp.join(REPO, 'configs', 'ablation')
+TINY_MIX = osp.join(REPO, 'tests', 'configs', 'bio_tiny_mix.py')
 
 
 def flat(value, prefix=''):
@@ -43,13 +42,16 @@ def delta(base: str, child: str) -> dict:
             if parent.get(key) != derived.get(key)}
 
 
-def test_plus_is_the_reference_with_the_change_cross_validation_kept():
-    assert delta(REFERENCE, PLUS) == {'model.head.classifier_std': 0.01}
-    # the README's table measured this change on the demo config; the tiny test trains it
-    assert delta(DEMO, DEMO_PLUS) == delta(REFERENCE, PLUS)
-    tiny = delta(TINY_CONFIG, TINY_PLUS)
-    assert {key: value for key, value in tiny.items()
-            if not key.startswith('model.train_cfg.augments')} == delta(REFERENCE, PLUS)
+def test_the_recipe_head_starts_small_and_each_ablation_changes_one_thing():
+    assert Config.fromfile(REFERENCE).model.head.classifier_std == 0.01
+    assert delta(DEMO, osp.join(ABLATIONS, 'plankton_cpu_kaiming_head.py')) == {
+        'model.head.classifier_std': None}
+    cosine = delta(DEMO, osp.join(ABLATIONS, 'plankton_cpu_cosine.py'))
+    assert cosine and all(key.startswith('param_scheduler') for key in cosine)
+    mix = delta(osp.join(ABLATIONS, 'plankton_cpu_cosine.py'),
+                osp.join(ABLATIONS, 'plankton_cpu_cosine_mix.py'))
+    assert mix and all(key.startswith('model.train_cfg.augments') for key in mix)
+    assert mix == {key: value for key, value in delta(TINY_CONFIG, TINY_MIX).items()}
 
 
 def component_types(value):
@@ -70,9 +72,9 @@ REGISTRIES = [registry.MODELS, registry.HOOKS, registry.DATASETS, registry.TRANS
               registry.BATCH_AUGMENTS, registry.WEIGHT_INITIALIZERS, FUNCTIONS]
 
 
-@pytest.mark.parametrize('config', [PLUS, TINY_PLUS] + [
+@pytest.mark.parametrize('config', [REFERENCE, TINY_MIX] + [
     osp.join(ABLATIONS, name) for name in sorted(os.listdir(ABLATIONS)) if name.endswith('.py')])
-def test_every_component_of_the_plus_configs_is_registered(config):
+def test_every_component_of_the_variant_configs_is_registered(config):
     cfg = Config.fromfile(config)
     types = set(component_types(cfg.to_dict()))
     assert {'BioClsHead', 'EpochEndCheckpointHook'} <= types
@@ -81,16 +83,15 @@ def test_every_component_of_the_plus_configs_is_registered(config):
 
 
 @pytest.mark.slow
-def test_plus_trains_with_mixup_on_the_tiny_fixture_and_resumes_to_the_same_weights(
+def test_mixup_trains_on_the_tiny_fixture_from_a_loss_of_ln_c_and_resumes_to_the_same_weights(
         tmp_path, data):
-    whole = train_tiny(data, tmp_path / 'whole', config=TINY_PLUS, epochs=2)
+    whole = train_tiny(data, tmp_path / 'whole', config=TINY_MIX, epochs=2)
     assert whole.returncode == 0, whole.stderr[-3000:]
     first_loss = float(re.search(r'Epoch\(train\) \[1\]\[1/\d+\].*?loss: ([\d.]+)',
                                  run_logs(tmp_path / 'whole')[0]).group(1))
-    assert first_loss == pytest.approx(math.log(3), rel=0.2)  # classifier_std, not ~20
-    cut = train_tiny(data, tmp_path / 'cut', config=TINY_PLUS, epochs=1)
+    assert first_loss == pytest.approx(math.log(3), rel=0.2)  # the small head, not ~20
+    cut = train_tiny(data, tmp_path / 'cut', config=TINY_MIX, epochs=1)
     assert cut.returncode == 0, cut.stderr[-3000:]
-    resumed = train_tiny(data, tmp_path / 'cut', '--resume', config=TINY_PLUS, epochs=2)
+    resumed = train_tiny(data, tmp_path / 'cut', '--resume', config=TINY_MIX, epochs=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(final_weights(tmp_path / 'whole', 2), final_weights(tmp_path / 'cut', 2))
-

@@ -1,6 +1,6 @@
-# Ablation of bio_resnext_plus on the demo config: head_std, and the learning rate warmed up
-# linearly over the first epoch, then cosine decay to 1 % at max_epochs.
-_base_ = ['./plankton_cpu_head_std.py']
+# Ablation on the demo config: the learning rate warmed up linearly over the first epoch, then
+# cosine decay to 1 % at max_epochs, instead of the plateau schedule (docs/small-data.md).
+_base_ = ['../bio_resnext50_plankton_cpu.py']
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,

@@ -13,10 +13,11 @@ class BioClsHead(ClsHead):
     """Two-layer classifier head of the bio_resnext recipe.
 
     ``Dropout(0.3) → Linear(in, 512) → ReLU → BatchNorm1d(512) → Dropout(0.5) → Linear(512, C)``,
-    Linear layers Kaiming-normal (fan_out, relu) with zero bias. With ``classifier_std`` the
-    last Linear layer (the logits) is drawn from N(0, classifier_std²) instead: Kaiming fan-out
-    there gives logits with a standard deviation near 9 and a first loss near 20, 0.01 gives
-    logits near 0 and a first loss of ln C (``configs/bio_resnext_plus.py``). ``pre_logits`` returns the
+    Linear layers Kaiming-normal (fan_out, relu) with zero bias. With ``classifier_std`` (the
+    recipe: 0.01) the last Linear layer (the logits) is drawn from N(0, classifier_std²)
+    instead, so training starts at a loss of ln C; ``None`` keeps Kaiming fan-out there, which
+    gives logits with a standard deviation near 9 and a first loss near 20 (docs/small-data.md
+    measures both). ``pre_logits`` returns the
     512-d normalised feature; ``predict`` also keeps it and the logits on each sample
     (``pred_feature``, ``pred_logits``) for the "not one of my classes" score
     (:mod:`bioplugin.evaluation.unknown_score`). BatchNorm1d needs ``drop_last=True`` in the
@@ -24,6 +25,7 @@ class BioClsHead(ClsHead):
 
         model = dict(head=dict(
             _delete_=True, type='BioClsHead', num_classes=100, in_channels=2048,
+            classifier_std=0.01,
             loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
             topk=(1, 5)))
     """
