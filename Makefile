@@ -5,10 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PLANKTON := data/plankton
+# ImageNet weights of the EfficientNet-Lite0 demo backbone (timm's tf_efficientnet_lite0)
+LITE0_WEIGHTS := data/pretrained/tf_efficientnet_lite0_imagenet.pth
 DEMO_CONFIG ?= configs/bio_resnext50_plankton_cpu.py
 DEMO_WORK_DIR ?= work_dirs/demo_plankton
 
-.PHONY: install data demo test test-fast gpu-wheels clean
+.PHONY: install data weights demo test test-fast gpu-wheels clean
 
 install: $(INSTALLED)
 
@@ -23,7 +25,13 @@ data: $(PLANKTON)/.complete
 $(PLANKTON)/.complete: | $(INSTALLED)
 	$(PY) tools/data/fetch_plankton_demo.py $(PLANKTON)
 
-demo: install data
+# --reference: the original model code too, which tests/test_lite0_weights.py compares with
+weights: $(LITE0_WEIGHTS).complete
+
+$(LITE0_WEIGHTS).complete: | $(INSTALLED)
+	$(PY) tools/data/fetch_lite0_weights.py $(LITE0_WEIGHTS) --reference
+
+demo: install data weights
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --restart
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) $(DEMO_WORK_DIR) --csv $(DEMO_WORK_DIR)/prediction.csv
@@ -32,11 +40,11 @@ demo: install data
 # everything (what CI runs); one worker per core, each test file in one worker (module
 # fixtures train once)
 PYTEST_WORKERS ?= auto
-test: install data
+test: install data weights
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # the inner loop: all but the end-to-end runs marked slow
-test-fast: install data
+test-fast: install data weights
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m 'not slow'
 
 # the wheels tools/gpu_check.sh installs on a GPU machine without the MMEngine stack or a

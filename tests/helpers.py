@@ -70,6 +70,9 @@ def tool_main(script: str, *argv):
     spec = importlib.util.spec_from_file_location(
         f'tool_{osp.splitext(osp.basename(script))[0]}', path)
     module = importlib.util.module_from_spec(spec)
+    folder = osp.dirname(path)  # a script imports the modules beside it, as `python` lets it
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec.loader.exec_module(module)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

