@@ -31,7 +31,10 @@ def last_backbone_stage(model) -> nn.Module:
     """The layer Grad-CAM explains: the last residual stage of an MMPretrain ResNet /
     ResNeXt backbone; on any other backbone (timm, torchvision, registered ones) the last of
     its parts that holds a convolution, looking through wrappers of one part (a timm model
-    inside ``TIMMBackbone``) and into the stage lists of the rest (``blocks``, ``stages``)."""
+    inside ``TIMMBackbone``) and into the stage lists of the rest (``blocks``, ``stages``).
+    A convolution followed by parts with Linear layers (a transformer's patch embedding before
+    its attention blocks) does not explain the decision: that backbone has no Grad-CAM layer,
+    said in one sentence."""
     backbone = model.backbone
     if hasattr(backbone, 'res_layers'):
         return getattr(backbone, backbone.res_layers[-1])
@@ -40,10 +43,17 @@ def last_backbone_stage(model) -> nn.Module:
                           'has no convolution layer to explain.')
     layer = backbone
     while True:
-        parts = [child for child in layer.children() if _has_conv(child)]
+        children = list(layer.named_children())
+        parts = [index for index, (_, child) in enumerate(children) if _has_conv(child)]
         if not parts:
             return layer  # a convolution itself
-        last = parts[-1]
+        name, last = children[parts[-1]]
+        after = [child for _, child in children[parts[-1] + 1:]]
+        if any(isinstance(m, nn.Linear) for child in after for m in child.modules()):
+            raise ConfigError(
+                f'Grad-CAM needs a convolutional backbone; the last convolution of '
+                f'{type(backbone).__name__} ({name}) is followed by layers without one, so '
+                'its maps would not explain the prediction.')
         if isinstance(last, (nn.Sequential, nn.ModuleList)):  # the stages: the last one
             stages = [child for child in last.children() if _has_conv(child)]
             return stages[-1] if stages else last
