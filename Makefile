@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 PLANKTON := data/plankton
 # ImageNet weights of the EfficientNet-Lite0 demo backbone (timm's tf_efficientnet_lite0)
 LITE0_WEIGHTS := data/pretrained/tf_efficientnet_lite0_imagenet.pth
-DEMO_CONFIG ?= configs/bio_resnext50_plankton_cpu.py
+DEMO_CONFIG ?= configs/bio_lite0_plankton_cpu.py
 DEMO_WORK_DIR ?= work_dirs/demo_plankton
 
 .PHONY: install data weights demo test test-fast gpu-wheels clean
