@@ -318,3 +318,58 @@ def test_int8_keeps_what_follows_the_features_in_float(exported):
     fed_by_dequantize = {name for node in int8_graph.node if node.name in kept
                          for name in node.input if name.endswith('_DequantizeLinear_Output')}
     assert not fed_by_dequantize  # the last Linear layer reads float tensors
+
+
+def test_large_file_runs_from_its_optimised_copy_in_the_cache(exported, tmp_path, monkeypatch):
+    """A file above MIN_BYTES is optimised once (in a child process, checked) and loaded with
+    optimisation off: the same logits; a file written again gets a new entry, the old one
+    goes; a broken entry falls back to the file itself."""
+    from bioplugin.deploy import ort_cache
+    from bioplugin.deploy.runtimes import OnnxRuntimeSession
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    monkeypatch.setattr(ort_cache, 'MIN_BYTES', 0)
+    source = tmp_path / 'model.onnx'
+    shutil.copy(exported['fp32'], source)
+    images = np.ascontiguousarray(pipeline_batch(test_images()[:3])['inputs'].flip(1).numpy())
+    expected = onnx_logits(str(source), dict(inputs=pipeline_batch(test_images()[:3])['inputs']))
+
+    session = OnnxRuntimeSession(str(source))
+    first = session.optimized_file
+    assert first and first.startswith(ort_cache.cache_dir())
+    assert (session.session.get_session_options().graph_optimization_level
+            == onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    np.testing.assert_allclose(session.run(images), expected, atol=1e-5, rtol=0)
+    assert session.metadata['classes'] == ['0', '1', '2']
+
+    def no_child(*args, **kwargs):
+        raise AssertionError('the cached copy should have been used')
+    with monkeypatch.context() as patch:  # the second session reuses the entry
+        patch.setattr(ort_cache.subprocess, 'run', no_child)
+        assert OnnxRuntimeSession(str(source)).optimized_file == first
+
+    shutil.copy(exported['fp32'], tmp_path / 'new.onnx')
+    (tmp_path / 'new.onnx').replace(source)  # exported again: another inode and times
+    second = OnnxRuntimeSession(str(source)).optimized_file
+    assert second != first and not osp.exists(osp.dirname(first))
+
+    with open(second + '.data', 'r+b') as file:  # a damaged entry
+        file.truncate(100)
+    with pytest.warns(UserWarning, match='no optimised copy in the cache'):
+        fallback = OnnxRuntimeSession(str(source))
+    assert fallback.optimized_file is None and not osp.exists(osp.dirname(second))
+    np.testing.assert_allclose(fallback.run(images), expected, atol=1e-5, rtol=0)
+
+    monkeypatch.setattr(ort_cache, 'CACHE_ENTRIES', 1)
+    shutil.copy(exported['fp32'], tmp_path / 'other.onnx')
+    OnnxRuntimeSession(str(tmp_path / 'other.onnx'))
+    OnnxRuntimeSession(str(source))
+    assert len(glob.glob(osp.join(ort_cache.cache_dir(), '*'))) == 1
+
+
+def test_small_files_and_a_disabled_cache_load_the_file_itself(exported, monkeypatch):
+    from bioplugin.deploy import ort_cache
+    from bioplugin.deploy.runtimes import OnnxRuntimeSession
+    assert OnnxRuntimeSession(exported['fp32']).optimized_file is None  # under MIN_BYTES
+    monkeypatch.setattr(ort_cache, 'MIN_BYTES', 0)
+    monkeypatch.setenv('BIOPLUGIN_ONNX_CACHE', '0')
+    assert OnnxRuntimeSession(exported['fp32']).optimized_file is None
