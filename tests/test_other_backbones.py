@@ -191,3 +191,18 @@ def test_a_transformer_has_no_gradcam_layer_a_timm_cnn_has_one():
         last_backbone_stage(vit)
     lite0 = build_model(config_with(LITE0, 1280))
     assert last_backbone_stage(lite0) is lite0.backbone.timm_model.conv_head
+
+
+def test_safetensors_weights_as_the_hub_publishes_them(tmp_path):
+    from safetensors.torch import save_file
+    state = timm_weights(tmp_path / 'lite0.pth')
+    save_file(state, str(tmp_path / 'model.safetensors'))
+    model = build_model(config_with(LITE0, 1280, checkpoint=tmp_path / 'model.safetensors'))
+    resolve_pretrained(model)
+    torch.testing.assert_close(model.backbone.timm_model.conv_stem.weight,
+                               state['conv_stem.weight'])
+    (tmp_path / 'cut.safetensors').write_bytes(
+        (tmp_path / 'model.safetensors').read_bytes()[:1000])
+    model = build_model(config_with(LITE0, 1280, checkpoint=tmp_path / 'cut.safetensors'))
+    with pytest.raises(CheckpointError, match='is not a readable safetensors file'):
+        resolve_pretrained(model)

@@ -45,9 +45,18 @@ def is_trusted(path: str) -> bool:
 
 def load_checkpoint_file(path: str, map_location='cpu', mmap: bool = False):
     """``torch.load`` with ``weights_only=True`` and the checkpoint allow-list (unless the file
-    is trusted); every failure becomes one :class:`CheckpointError` sentence."""
+    is trusted), or a ``.safetensors`` file (timm's and the Hugging Face hub's weights, mapped);
+    every failure becomes one :class:`CheckpointError` sentence."""
     if not osp.isfile(path):
         raise CheckpointError(f'Checkpoint {path!r} does not exist.')
+    if path.endswith('.safetensors'):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(path, device=str(map_location or 'cpu'))
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f'{path!r} is not a readable safetensors file '
+                                  f'({str(error)[:80]}); it may be truncated.') from None
     mmap = mmap and zipfile.is_zipfile(path)  # the legacy (pre-1.6) format cannot be mapped
     try:
         return torch.load(path, map_location=map_location, weights_only=not is_trusted(path),
