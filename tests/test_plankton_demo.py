@@ -4,6 +4,7 @@ import os
 import os.path as osp
 import re
 import sys
+from contextlib import chdir
 
 import pytest
 
@@ -61,6 +62,27 @@ def test_make_demo_config_fits_the_plankton_set(plankton, tmp_path):
     assert cfg.model.head.num_classes == len(CLASSES)
     # raises on a class-count or batch-size mismatch
     BioRunner.from_cfg(cfg).check_training_data()
+
+
+def test_make_demo_config_starts_from_the_fetched_imagenet_weights(tmp_path):
+    """`make weights` wrote them in timm's layout; the demo's TIMMBackbone takes every tensor
+    but the ImageNet classifier."""
+    import torch
+
+    from bioplugin.engine.pretrained import resolve_pretrained
+    from bioplugin.models import build_model
+    makefile = open(osp.join(REPO, 'Makefile')).read()
+    demo_config = re.search(r'^DEMO_CONFIG \?= (\S+)', makefile, re.M).group(1)
+    weights = re.search(r'^LITE0_WEIGHTS := (\S+)', makefile, re.M).group(1)
+    cfg = load_config(osp.join(REPO, demo_config), work_dir=str(tmp_path))
+    assert cfg.model.backbone.init_cfg.checkpoint == weights
+    model = build_model(cfg)
+    with chdir(REPO):
+        assert resolve_pretrained(model) == {'model.backbone.init_cfg': weights}
+        state = torch.load(weights, weights_only=True)
+    assert model.backbone.is_init
+    torch.testing.assert_close(model.backbone.timm_model.blocks[6][0].conv_pwl.weight,
+                               state['blocks.6.0.conv_pwl.weight'])
 
 
 def test_the_wheel_can_come_from_a_local_file_or_folder_without_a_download(plankton, tmp_path):
