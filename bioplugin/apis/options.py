@@ -4,26 +4,36 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from ..engine.hooks.freeze_backbone_stages_hook import is_freeze_hook
 from ..errors import ConfigError
+from ..models.backbones.stages import check_freeze_stages, takes_frozen_stages
 
 
 def set_finetuning(cfg: Config, freeze_stages: Optional[int] = None,
                    head_lr_mult: Optional[float] = None) -> None:
     """The usual fine-tuning knobs, written into the config.
 
-    ``freeze_stages=N`` freezes the stem and the first N backbone stages (``0``: stem only);
+    ``freeze_stages=N`` freezes the stem and the first N backbone stages (``0``: stem only,
+    ``-1``: none), checked against the backbone's own stages. A backbone whose constructor
+    takes ``frozen_stages`` (MMPretrain's ResNet, MobileNetV2, VisionTransformer…) is given it;
+    the others (``TIMMBackbone``, ``TorchvisionBackbone``) get a ``FreezeBackboneStagesHook``.
     ``head_lr_mult=M`` trains the model's ``head`` module (and no parameter of another module
     whose name merely contains "head") with M times the base learning rate. In a config::
 
-        model = dict(backbone=dict(frozen_stages=2))
+        model = dict(backbone=dict(frozen_stages=2))  # or, for a timm / torchvision model:
+        custom_hooks = [dict(type='FreezeBackboneStagesHook', stages=2)]
         optim_wrapper = dict(constructor='ModuleLrMultConstructor',
                              paramwise_cfg=dict(module_lr_mult=dict(head=10.)))
     """
     if freeze_stages is not None:
-        num_stages = cfg.model.backbone.get('num_stages', 4)
-        if not -1 <= freeze_stages <= num_stages:
-            raise ConfigError(f'--freeze-stages must be between -1 (none) and {num_stages}.')
-        cfg.model.backbone.frozen_stages = freeze_stages
+        check_freeze_stages(cfg.model.backbone, freeze_stages)
+        if takes_frozen_stages(cfg.model.backbone):
+            cfg.model.backbone.frozen_stages = freeze_stages
+        else:
+            hooks = [hook for hook in cfg.get('custom_hooks') or () if not is_freeze_hook(hook)]
+            if freeze_stages >= 0:
+                hooks.append(dict(type='FreezeBackboneStagesHook', stages=freeze_stages))
+            cfg.custom_hooks = hooks
     if head_lr_mult is not None:
         if head_lr_mult <= 0:
             raise ConfigError('--head-lr-mult must be positive.')

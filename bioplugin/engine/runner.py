@@ -52,6 +52,7 @@ from .checkpoint_io import (check_weights_fit, checkpoint_classes, latest_comple
 from .distributed import configure_distributed, main_process_first
 from .hooks.console_summary_hook import ConsoleSummaryHook
 from .hooks.eval_autocast_hook import EvalAutocastHook
+from .hooks.freeze_backbone_stages_hook import freeze_before_wrapping
 from .hooks.inference_layout_hook import InferenceLayoutHook
 from .inference_layout import check_layout
 from .optim_wrappers.state_layout import match_parameter_layout
@@ -146,9 +147,12 @@ class BioRunner(Runner):
     def wrap_model(self, model_wrapper_cfg, model):
         """MMEngine's wrapping; a distributed model that trains channels-last is converted
         first, as DDP keeps views of the parameters it wraps (``ChannelsLastHook`` converts
-        a single-process model before training starts)."""
+        a single-process model before training starts), and the stages a
+        ``FreezeBackboneStagesHook`` freezes are frozen first."""
         if self.distributed and trains_channels_last(self.cfg):
             channels_last(model)
+        if self.distributed:  # DDP expects gradients of what required them when it wrapped
+            freeze_before_wrapping(model, self.cfg.get('custom_hooks'))
         return super().wrap_model(model_wrapper_cfg, model)
 
     def setup_env(self, env_cfg: dict) -> None:
