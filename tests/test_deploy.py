@@ -169,6 +169,10 @@ def test_int8_agrees_with_fp32_on_val_images(exported):
     assert sum(node.op_type == 'QuantizeLinear' for node in model.graph.node) > 10
     metadata = read_metadata(exported['int8'])
     assert metadata['precision'] == 'int8'
+    # the default variant met the target: no convolution kept in float, no other one tried
+    quantization = metadata['quantization']
+    assert quantization['float_leading_convs'] == 0 and len(quantization['tried']) == 1
+    assert quantization['top1_agreement'] >= 0.95 and quantization['check_images'] == 9
     batch = pipeline_batch(val_images())
     agreement = (onnx_logits(exported['int8'], batch).argmax(1)
                  == onnx_logits(exported['fp32'], batch).argmax(1)).mean()
@@ -263,7 +267,10 @@ def test_failed_check_exits_non_zero_and_keeps_the_files(tmp_path):
         '--int8', '--min-int8-agreement', '1.01', '--calibration-images', '8',
         '--data-root', DATA, '--work-dir', tmp_path)
     assert status == 1 and 'FAIL' in stdout and 'does not match the checkpoint' in stderr
+    assert 'none meets it' in stdout
     assert osp.isfile(tmp_path / 'x.onnx') and osp.isfile(tmp_path / 'x_int8.onnx')
+    tried = read_metadata(str(tmp_path / 'x_int8.onnx'))['quantization']['tried']
+    assert [count for count, _ in tried] == [0, 8, 16]
 
 
 def test_onnx_model_refuses_a_launcher_and_wrong_input_size(exported, tmp_path):

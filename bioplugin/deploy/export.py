@@ -28,7 +28,7 @@ from ..fileio import output_errors
 from ..models import load_trained_model
 from .metadata import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, UNKNOWN_OUTPUT, build_metadata,
                        metadata_json)
-from .quantization import lacks_vnni, quantize_int8
+from .quantization import lacks_vnni, quantize_checked
 from .runtimes import open_runtime
 
 
@@ -259,28 +259,41 @@ def export_onnx(cfg: Config, checkpoint: str, out_file: str, opset: Optional[int
         stem, _ = osp.splitext(out_file)
         int8_file = report['int8_file'] = f'{stem}_int8.onnx'
         calibration = int8_calibration_samples(cfg, classes, calibration_images)
+        quantization = dict(format='QDQ', weights='int8 per channel', activations='uint8',
+                            calibration=f'{calibration_method} on {len(calibration)} train '
+                            'images', reduce_range=reduce_range)
+
+        def check_int8(path: str) -> dict:
+            _write_metadata(path, dict(metadata, precision='int8', quantization=quantization))
+            quantized = open_runtime(path)
+            return compare(lambda batch: fp32.run(rgb_uint8(batch)),
+                           lambda batch: quantized.run(rgb_uint8(batch)), samples, batch_size)
+
         start = time.perf_counter()
         with output_errors(int8_file):
-            quantize_int8(out_file, int8_file,
-                          (rgb_uint8(batch) for batch in batches_of(calibration, batch_size)),
-                          method=calibration_method, reduce_range=reduce_range)
-            _write_metadata(int8_file, dict(metadata, precision='int8', quantization=dict(
-                format='QDQ', weights='int8 per channel', activations='uint8',
-                calibration=f'{calibration_method} on {len(calibration)} train images',
-                reduce_range=reduce_range)))
-        log(f'Quantized to {int8_file} (int8, {osp.getsize(int8_file) / 2**20:.1f} MiB, '
-            f"{'7' if reduce_range else '8'}-bit weights) on {len(calibration)} training "
-            f'images in {time.perf_counter() - start:.0f} s')
-        quantized = open_runtime(int8_file)
-        check8 = compare(lambda batch: fp32.run(rgb_uint8(batch)),
-                         lambda batch: quantized.run(rgb_uint8(batch)), samples, batch_size)
-        check8['passed'] = check8['top1_agreement'] >= min_int8_agreement
+            check8 = quantize_checked(
+                out_file, int8_file,
+                [rgb_uint8(batch) for batch in batches_of(calibration, batch_size)],
+                check_int8, min_int8_agreement, log=log, method=calibration_method,
+                reduce_range=reduce_range)
+            quantization.update(float_leading_convs=check8['float_leading_convs'],
+                                top1_agreement=check8['top1_agreement'],
+                                check_images=check8['images'], tried=check8['tried'])
+            _write_metadata(int8_file, dict(metadata, precision='int8',
+                                            quantization=quantization))
         report['int8_check'] = check8
+        kept = check8['float_leading_convs']
+        log(f'Quantized to {int8_file} (int8, {osp.getsize(int8_file) / 2**20:.1f} MiB, '
+            f"{'7' if reduce_range else '8'}-bit weights"
+            + (f', the first {kept} convolutions in float' if kept else '')
+            + f') on {len(calibration)} training images in {time.perf_counter() - start:.0f} s')
+        tried = ' / '.join(str(count) for count, _ in check8['tried'])
         accuracy = (f"; {check_split} top-1 fp32 {check8['reference_top1']:.1%}, int8 "
                     f"{check8['candidate_top1']:.1%}" if 'reference_top1' in check8 else '')
         log(f"int8 vs fp32 on {check8['images']} {check_split} images: top-1 agreement "
             f"{check8['top1_agreement']:.1%} (minimum {min_int8_agreement:.0%}){accuracy}"
-            + ('' if check8['passed'] else ' — FAIL'))
+            + ('' if check8['passed'] else f' — FAIL: {tried} leading convolutions in float '
+               'tried, none meets it; kept the best'))
         passed = passed and check8['passed']
     report['passed'] = passed
     return report
