@@ -28,6 +28,13 @@ OUTPUT_ERROR_REASONS = {
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
+def user_cache_dir(*parts: str) -> str:
+    """bioplugin's folder in the user's cache: ``$XDG_CACHE_HOME/bioplugin`` (``~/.cache``
+    without it), joined with ``parts``."""
+    root = os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache')
+    return osp.join(root, 'bioplugin', *parts)
+
+
 @contextmanager
 def atomic_open(path: str, mode: str = 'wb', encoding: str = None) -> Iterator[IO]:
     """``with atomic_open(path, 'w') as file: ...`` replaces ``path`` only when the block

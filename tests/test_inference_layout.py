@@ -38,7 +38,9 @@ def tiny(tmp_path_factory):
     model = build_model(cfg, pretrained=False)
     model.init_weights()
     state = model.state_dict()
-    state['head.layers.5.weight'] = state['head.layers.5.weight'] * 20
+    logit_weight = state['head.layers.5.weight']
+    state['head.layers.5.weight'] = 5 * torch.randn(logit_weight.shape,
+                                                    generator=torch.Generator().manual_seed(0))
     checkpoint = str(tmp / 'random.pth')
     torch.save({'state_dict': state, 'meta': {'dataset_meta': {'classes': CLASSES}}},
                checkpoint)

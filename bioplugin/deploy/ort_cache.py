@@ -47,8 +47,8 @@ ENTRY_NAME = 'entry.json'
 
 
 def cache_dir() -> str:
-    root = os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache')
-    return osp.join(root, 'bioplugin', 'onnxruntime')
+    from bioplugin.fileio import user_cache_dir  # absolute: see cache_key
+    return user_cache_dir('onnxruntime')
 
 
 def cache_key(path: str) -> dict:

@@ -31,6 +31,7 @@ import torch
 from mmengine.logging import print_log
 
 from ..errors import ConfigError
+from ..fileio import user_cache_dir
 from .cpu_info import cpu_identity
 
 LAYOUTS = ('auto', 'channels_last', 'nchw')
@@ -69,8 +70,7 @@ def set_conv_layout(module: torch.nn.Module, layout: str) -> None:
 
 def cache_file() -> str:
     """Where probe outcomes are kept: ``$XDG_CACHE_HOME/bioplugin/layout.json``."""
-    root = os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache')
-    return osp.join(root, 'bioplugin', 'layout.json')
+    return user_cache_dir('layout.json')
 
 
 def machine_key(target: torch.nn.Module, inputs: torch.Tensor) -> Dict[str, str]:
