@@ -258,7 +258,11 @@ def overlapping(tmp_path_factory):
     os.makedirs(data / 'test')
     work_dir = tmp / 'work'
     result = run_tool('tools/train.py', str(config), '--data-root', str(data), '--work-dir',
-                      str(work_dir), '--cfg-options', 'train_cfg.max_epochs=8')
+                      str(work_dir), '--cfg-options', 'train_cfg.max_epochs=8',
+                      # the model of the measurement in docs/abundance.md (val top-1 76.5 %):
+                      # its Kaiming-initialised logit layer leaves the confusions that the
+                      # adjusted methods correct and counting does not
+                      'model.head.classifier_std=None')
     assert result.returncode == 0, result.stderr[-2000:]
     best = str(sorted(work_dir.glob('best_*.pth'))[-1])
     classifier = BioClassifier(load_config(str(config), data_root=str(data)), best)

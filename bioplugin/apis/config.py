@@ -14,6 +14,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
 from ..datasets.loader_options import DATALOADERS, SPLITS
+from ..datasets.normalisation_fill import apply_fill_mean
 from ..deploy.runtimes import is_onnx_file
 from ..engine.config_values import check_config_numbers
 from ..engine.runner import apply_data_root
@@ -67,6 +68,7 @@ def load_config(config: str,
         cfg.data_root = cfg_options['data_root']
         set_data_root(cfg, cfg.data_root)
     cfg.merge_from_dict(cfg_options)  # a per-split data_root given here wins
+    apply_fill_mean(cfg)  # datasets built from this config outside a Runner fill alike
     cfg.work_dir = work_dir or saved_in or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(config))[0])
     check_config_numbers(cfg)

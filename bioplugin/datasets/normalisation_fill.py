@@ -2,8 +2,9 @@
 
 A pipeline transform's ``fill_color='mean'`` is the data preprocessor's mean in the channel
 order of the loaded image (BGR when the preprocessor converts to RGB), i.e. 0 after
-normalisation. ``BioRunner`` resolves it, so a backbone with other statistics changes only the
-preprocessor::
+normalisation. ``BioRunner`` and :func:`bioplugin.apis.load_config` resolve it (so a dataset
+built from a loaded config fills alike), and a backbone with other statistics changes only
+the preprocessor::
 
     data_preprocessor = dict(mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True)
     train_pipeline = [..., dict(type='RandomErasing', mode='const', fill_color='mean'), ...]

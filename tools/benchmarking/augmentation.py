@@ -11,7 +11,6 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import TRANSFORMS
 
 from bioplugin.apis import load_config
-from bioplugin.datasets.normalisation_fill import apply_fill_mean
 
 from .common import BenchmarkSettings, limit_threads, take, time_repeats
 from .reference import load_rgb, seed_train_transform
@@ -20,7 +19,6 @@ from .reference import load_rgb, seed_train_transform
 def config_train_pipeline(config: str) -> Callable[[dict], dict]:
     """``cfg.train_dataloader.dataset.pipeline`` built as the dataset builds it."""
     cfg = load_config(config)
-    apply_fill_mean(cfg)  # as BioRunner does
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return Compose([TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline])
 
