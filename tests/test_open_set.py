@@ -95,7 +95,7 @@ def checkerboards(folder, count=16, seed=5):
 
 @pytest.fixture(scope='module')
 def open_set_run(tmp_path_factory):
-    """A tiny model trained on two one-colour classes (24 val images); training ends by
+    """A tiny model trained on two one-colour classes (80 val images); training ends by
     calibrating, which fits the unknown threshold. The test folder mixes 20 images of the
     known classes with 8 checkerboards."""
     tmp = tmp_path_factory.mktemp('open_set')
