@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from bioplugin.engine.cpu_info import cpu_identity
+from bioplugin.engine.cpu_info import cpu_identity, cpu_name
 from helpers import REPO, TINY_CONFIG, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
-from benchmarking.common import cpu_features, describe_cpu, name_cpu  # noqa: E402
+from benchmarking.common import cpu_features, describe_cpu  # noqa: E402
 from benchmarking.report import (INT8_MIN_RATIO_VNNI, MAX_RUNNER_OVERHEAD,  # noqa: E402
                                  MEMORY_TOLERANCE, MIN_INT8_AGREEMENT, MIN_RATIO, build_row,
                                  build_rows, failures, format_markdown, format_text)
@@ -229,7 +229,7 @@ def test_gpu_training_row_against_the_plain_float16_amp_loop():
 def test_onnx_rows_and_cpu_header(tiny_run):
     stdout, report = tiny_run
     assert 'CPU: ' in stdout and describe_cpu(cpu_features()) in stdout
-    assert name_cpu(cpu_identity()) in stdout  # vendor and model, not only the flags
+    assert cpu_name() in stdout  # vendor and model, not only the flags
     rows = {row['key']: row for row in report['rows']}
     int8 = rows['onnx_int8']
     assert int8['min_ratio'] == (INT8_MIN_RATIO_VNNI if cpu_features()['VNNI'] else 2.0)
@@ -292,7 +292,7 @@ def test_the_cpu_is_named_by_vendor_model_and_numbers(tmp_path):
     identity = cpu_identity(str(cpuinfo))
     assert identity == dict(vendor='AuthenticAMD', model='AMD EPYC 9R14 96-Core Processor',
                             family='family 25 model 17 stepping 1')
-    assert name_cpu(identity) == ('AuthenticAMD, AMD EPYC 9R14 96-Core Processor '
+    assert cpu_name(identity) == ('AuthenticAMD, AMD EPYC 9R14 96-Core Processor '
                                   '(family 25 model 17 stepping 1)')
 
 

@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 
 from bioplugin.apis import BioClassifier, load_config
 from bioplugin.apis.evaluate import build_test_config, prediction_writer, run_test
+from bioplugin.engine.cpu_info import cpu_name
 from bioplugin.engine import inference_layout
 from bioplugin.engine.hooks import InferenceLayoutHook
 from bioplugin.engine.inference_layout import (LAYOUTS, cache_file, probe_layouts, read_cache,
@@ -185,9 +186,9 @@ def test_the_probe_runs_once_and_the_cache_serves_the_next_model(tiny, cache, pr
     monkeypatch.setattr(torch, '__version__', '9.9.9')
     predict()
     assert len(probes) == 2
-    monkeypatch.setattr(inference_layout, 'cpu_identity',
-                        lambda: dict(vendor='AuthenticAMD', model='AMD EPYC 9R14',
-                                     family='family 25 model 17 stepping 1'))
+    monkeypatch.setattr(inference_layout, 'cpu_name',
+                        lambda: cpu_name(dict(vendor='AuthenticAMD', model='AMD EPYC 9R14',
+                                              family='family 25 model 17 stepping 1')))
     predict()
     assert len(probes) == 3
     monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', 'AVX2')

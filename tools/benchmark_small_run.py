@@ -17,10 +17,10 @@ import tempfile
 
 import bioplugin  # noqa: F401  (first: registers components, quiets known import warnings)
 from bioplugin.apis.cli import run_tool, tool_parser
-from bioplugin.engine.cpu_info import cpu_identity
+from bioplugin.engine.cpu_info import cpu_name
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/benchmarking/
-from benchmarking.common import cpu_features, describe_cpu, name_cpu  # noqa: E402
+from benchmarking.common import cpu_features, describe_cpu  # noqa: E402
 from benchmarking.small_run import compare_small_runs, format_phases  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                 report = measure(work_dir)
         print(f'\n{osp.basename(args.config)} on {args.data_root}, {args.epochs} epochs, '
               f'batch {args.batch_size}, {args.num_workers} workers, median of '
-              f'{args.repeats}\nCPU: {name_cpu(cpu_identity())}; '
+              f'{args.repeats}\nCPU: {cpu_name()}; '
               f'{describe_cpu(cpu_features())}\n')
         print(format_phases(report))
         if args.json:

@@ -56,14 +56,13 @@ def cache_key(path: str) -> dict:
     import onnxruntime
 
     # absolute: this module also runs as a script, outside the package
-    from bioplugin.engine.cpu_info import cpu_flags, cpu_identity
+    from bioplugin.engine.cpu_info import cpu_flags, cpu_name
     stat = os.stat(path)
-    cpu = cpu_identity()
     flags = ' '.join(sorted(cpu_flags()))
     return {'format': FORMAT, 'source': osp.realpath(path), 'size': stat.st_size,
             'inode': stat.st_ino, 'mtime_ns': stat.st_mtime_ns, 'ctime_ns': stat.st_ctime_ns,
             'onnxruntime': onnxruntime.__version__,
-            'cpu': f"{cpu['vendor']} {cpu['model']} ({cpu['family']})",
+            'cpu': cpu_name(),
             'cpu_flags': hashlib.sha256(flags.encode()).hexdigest()[:16]}
 
 

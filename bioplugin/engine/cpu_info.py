@@ -36,3 +36,12 @@ def cpu_identity(cpuinfo: str = '/proc/cpuinfo') -> dict:
     return dict(vendor=fields.get('vendor_id') or fields.get('cpu implementer', ''),
                 model=fields.get('model name') or platform.processor() or platform.machine(),
                 family=' '.join(numbers))
+
+
+def cpu_name(identity: dict = None) -> str:
+    """``'GenuineIntel, Intel(R) Xeon(R) Processor (family 6 model 143 stepping 8)'`` from
+    :func:`cpu_identity` (this CPU's by default): vendor and model as the kernel names them
+    (a virtual machine may show a generic model name; the numbers tell it apart)."""
+    identity = cpu_identity() if identity is None else identity
+    name = ', '.join(filter(None, (identity.get('vendor'), identity.get('model'))))
+    return f"{name} ({identity['family']})" if identity.get('family') else name

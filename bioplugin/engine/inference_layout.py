@@ -32,7 +32,7 @@ from mmengine.logging import print_log
 
 from ..errors import ConfigError
 from ..fileio import user_cache_dir
-from .cpu_info import cpu_identity
+from .cpu_info import cpu_name
 
 LAYOUTS = ('auto', 'channels_last', 'nchw')
 PROBE = 'probe'  # what 'auto' resolves to where only a measurement can tell
@@ -75,11 +75,10 @@ def cache_file() -> str:
 
 def machine_key(target: torch.nn.Module, inputs: torch.Tensor) -> Dict[str, str]:
     """What a probe outcome holds for: this CPU, torch, oneDNN cap and model input."""
-    cpu = cpu_identity()
     isa = os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA') or 'ALL'
     parameters = sum(p.numel() for p in target.parameters())
     size = 'x'.join(str(n) for n in inputs.shape[1:])
-    return {'cpu': f"{cpu['vendor']} {cpu['model']} ({cpu['family']})", 'torch': torch.__version__,
+    return {'cpu': cpu_name(), 'torch': torch.__version__,
             'onednn_isa': isa, 'model': f'{type(target).__name__}, {parameters} parameters, '
                                         f'input {size}'}
 

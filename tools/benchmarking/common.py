@@ -159,14 +159,6 @@ def cpu_features(cpuinfo: str = '/proc/cpuinfo') -> Dict[str, bool]:
             'AMX': bool({'amx_tile', 'amx_bf16', 'amx_int8'} & flags)}
 
 
-def name_cpu(identity: Dict[str, str]) -> str:
-    """``'GenuineIntel, Intel(R) Xeon(R) Processor (family 6 model 143 stepping 8)'`` from
-    :func:`bioplugin.engine.cpu_info.cpu_identity`: vendor and model as the kernel names
-    them (a virtual machine may show a generic model name; the numbers tell it apart)."""
-    name = ', '.join(filter(None, (identity.get('vendor'), identity.get('model'))))
-    return f"{name} ({identity['family']})" if identity.get('family') else name
-
-
 def describe_cpu(features: Dict[str, bool]) -> str:
     """``'AVX2 yes, AVX-512 yes, VNNI yes, bfloat16 yes, AMX no'``."""
     return ', '.join(f"{name} {'yes' if present else 'no'}" for name, present in features.items())

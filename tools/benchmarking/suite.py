@@ -10,12 +10,12 @@ from typing import Callable, Dict, List
 import torch
 
 from bioplugin.apis import load_config
-from bioplugin.engine.cpu_info import cpu_identity
+from bioplugin.engine.cpu_info import cpu_identity, cpu_name
 from bioplugin.errors import ConfigError
 
 from .augmentation import ours_augmentation, reference_augmentation
 from .common import (AVX2_ONLY, CASES, BenchmarkSettings, child_device, cpu_features,
-                     model_name, model_options, name_cpu, run_isolated)
+                     model_name, model_options, run_isolated)
 from .data import make_photo_folder, make_train_folder
 from .inference import (export_models, onnx_inference, ours_inference, reference_inference,
                         save_random_checkpoint)
@@ -56,7 +56,7 @@ def environment(settings: BenchmarkSettings, load_before: float) -> dict:
     """Versions, hardware and the machine's load (1-minute average) before and after."""
     cpu = cpu_identity()
     info = dict(python=platform.python_version(), torch=torch.__version__,
-                cpu=name_cpu(cpu), cpu_identity=cpu,
+                cpu=cpu_name(cpu), cpu_identity=cpu,
                 cpu_features=cpu_features(), cpu_count=os.cpu_count(),
                 torch_threads=torch.get_num_threads(), device=settings.device,
                 load_average_before=load_before, load_average_after=os.getloadavg()[0])

@@ -142,9 +142,9 @@ def child(tree: str, root: str, workers: int) -> None:
 def cpu_line() -> str:
     """``CPU: <model>, <n> cores; AVX2 yes, AVX-512 ...`` as ``tools/benchmark.py`` prints it."""
     sys.path.insert(0, TOOLS)
-    from benchmarking.common import cpu_features, describe_cpu, name_cpu
-    from bioplugin.engine.cpu_info import cpu_identity
-    return (f'CPU: {name_cpu(cpu_identity())}, {os.cpu_count()} cores; '
+    from benchmarking.common import cpu_features, describe_cpu
+    from bioplugin.engine.cpu_info import cpu_name
+    return (f'CPU: {cpu_name()}, {os.cpu_count()} cores; '
             f'{describe_cpu(cpu_features())}')
 
 
